@@ -1,2 +1,18 @@
-//! placeholder
-#![no_std]
+//! hypstub's boards: for each board its memory map, console, early translation tables,
+//! the stub's platform hooks and where payloads come from; plus what every board's EL1
+//! stage shares (`el1`, `console`, `demo`). Each board's firmware `main` is a binary in
+//! `src/bin/`, reading as the boot story.
+//!
+//! Depends on `el2-stub` (the EL2 stub), `loader` (payload formats, options, DTB edits) and
+//! `reloc`; nothing depends on it.
+
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod console;
+#[cfg(target_arch = "aarch64")]
+pub mod demo;
+pub mod el1;
+pub mod error;
+pub mod qemu_virt;

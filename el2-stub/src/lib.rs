@@ -21,7 +21,6 @@ pub mod cpus;
 pub mod esr;
 #[cfg(target_arch = "aarch64")]
 pub mod handler;
-#[cfg(target_arch = "aarch64")]
 pub mod regs;
 
 /// The registers x0..x30 of the interrupted context, as `vectors.S` saves them on SP_EL2.

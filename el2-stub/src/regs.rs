@@ -4,7 +4,9 @@
 //! EL2 present") and the Arm ARM register descriptions cited beside it. Only this module and
 //! the assembly write EL2 system registers.
 
+#[cfg(target_arch = "aarch64")]
 use aarch64_cpu::asm::barrier;
+#[cfg(target_arch = "aarch64")]
 use aarch64_cpu::registers::*;
 
 /// SCTLR_EL2 with every RES1 bit of the non-VHE layout (bits 29:28, 23:22, 18, 16, 11, 5:4;
@@ -30,6 +32,19 @@ const CPTR_EL2_TZ: u64 = 1 << 8;
 /// CPTR_EL2.TSM: traps SME. A RES1 bit when SME is absent.
 const CPTR_EL2_TSM: u64 = 1 << 12;
 
+/// CPTR_EL2 for an EL1 guest on a CPU with features `f`: nothing trapped.
+#[must_use]
+pub fn cptr_el2(f: &CpuFeatures) -> u64 {
+    let mut cptr = CPTR_EL2_RES1;
+    if f.sve {
+        cptr &= !CPTR_EL2_TZ;
+    }
+    if f.sme {
+        cptr &= !CPTR_EL2_TSM;
+    }
+    cptr
+}
+
 /// What this CPU implements, from its ID registers, as far as the set-up depends on it.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuFeatures {
@@ -51,10 +66,12 @@ pub struct CpuFeatures {
     pub pmu: bool,
 }
 
+#[cfg(target_arch = "aarch64")]
 fn field(reg: u64, shift: u32) -> u64 {
     (reg >> shift) & 0xf
 }
 
+#[cfg(target_arch = "aarch64")]
 impl CpuFeatures {
     /// Reads the ID registers of the running CPU.
     #[must_use]
@@ -84,6 +101,7 @@ impl CpuFeatures {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
 /// Puts this CPU's EL2 in the state an EL1 guest (the firmware's EL1 stage, or a payload
 /// entered at EL1) needs. Runs at EL2 with the MMU off; touches no memory.
 pub fn init_el2_for_el1(f: &CpuFeatures) {
@@ -104,14 +122,7 @@ pub fn init_el2_for_el1(f: &CpuFeatures) {
 
     // No FP/SIMD, SVE or SME traps (booting.rst: CPTR_EL2 must not trap FP/SIMD; TZ and TSM
     // clear where SVE/SME exist), with the vector lengths EL1 may use at their maximum.
-    let mut cptr = CPTR_EL2_RES1;
-    if f.sve {
-        cptr &= !CPTR_EL2_TZ;
-    }
-    if f.sme {
-        cptr &= !CPTR_EL2_TSM;
-    }
-    CPTR_EL2.set(cptr);
+    CPTR_EL2.set(cptr_el2(f));
     barrier::isb(barrier::SY);
     if f.sve {
         // SAFETY: ZCR_EL2 (S3_4_C1_C2_0) exists with SVE, and CPTR_EL2.TZ is now 0 so the
@@ -162,8 +173,10 @@ pub fn init_el2_for_el1(f: &CpuFeatures) {
     barrier::isb(barrier::SY);
 }
 
+#[cfg(target_arch = "aarch64")]
 const PMCR_EL0_N_MASK: u64 = 0x1f << 11;
 
+#[cfg(target_arch = "aarch64")]
 fn read_pmcr_el0() -> u64 {
     let v: u64;
     // SAFETY: only called when PMUv3 is implemented (CpuFeatures::pmu), so PMCR_EL0 exists;
@@ -172,8 +185,54 @@ fn read_pmcr_el0() -> u64 {
     v
 }
 
+#[cfg(target_arch = "aarch64")]
 /// Whether this CPU is running at EL2.
 #[must_use]
 pub fn current_el() -> u64 {
     CurrentEL.read(CurrentEL::EL)
+}
+
+#[cfg(target_arch = "aarch64")]
+/// Leaves EL2 for `entry` at EL1h with SP_EL1 = `sp`, x0 = `x0`, DAIF masked (booting.rst),
+/// by exception return (Arm ARM D1.11.1: ELR_EL2 and SPSR_EL2 give the target).
+pub fn drop_to_el1(entry: u64, sp: u64, x0: u64) -> ! {
+    SP_EL1.set(sp);
+    ELR_EL2.set(entry);
+    SPSR_EL2.set(SPSR_EL1H_DAIF);
+    // SAFETY: ELR/SPSR_EL2 aim at EL1 code the caller provides, with a stack; `eret` leaves
+    // this context for good.
+    unsafe {
+        core::arch::asm!(
+            "mov x1, xzr",
+            "mov x2, xzr",
+            "mov x3, xzr",
+            "eret",
+            in("x0") x0,
+            options(noreturn, nostack)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cptr_traps_nothing() {
+        let plain = cptr_el2(&CpuFeatures::default());
+        assert_eq!(plain, 0x33ff, "RES1 bits only");
+        assert_eq!(plain & (1 << 10), 0, "TFP clear: FP/SIMD not trapped");
+        let all = cptr_el2(&CpuFeatures { sve: true, sme: true, ..Default::default() });
+        assert_eq!(all & (1 << 8), 0, "TZ clear with SVE");
+        assert_eq!(all & (1 << 12), 0, "TSM clear with SME");
+    }
+
+    #[test]
+    fn sctlr_values_keep_mmu_and_caches_off() {
+        for v in [SCTLR_EL2_MMU_OFF, SCTLR_EL1_MMU_OFF] {
+            assert_eq!(v & 0b101, 0, "M and C clear");
+            assert_eq!(v & (1 << 12), 0, "I clear");
+            assert_eq!(v & (1 << 25), 0, "little-endian");
+        }
+    }
 }

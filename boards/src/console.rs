@@ -1,0 +1,109 @@
+//! The console: the `log` crate over a PL011 (`arm-pl011-uart`), each line timestamped from
+//! the generic counter, plus a lock-free writer for the paths that may not take a lock (the
+//! EL2 stub with its MMU off, fault reports).
+
+use core::fmt::Write;
+use core::ptr::NonNull;
+
+use arm_pl011_uart::{PL011Registers, Uart, UniqueMmioPointer};
+use el2_stub::console::{now, write_timestamp};
+use log::{LevelFilter, Log, Metadata, Record};
+use spin::mutex::SpinMutex;
+use spin::Once;
+
+/// PL011 register offsets used by the lock-free path (PL011 TRM, 3.2).
+const UARTDR: usize = 0x00;
+const UARTFR: usize = 0x18;
+const UARTFR_TXFF: u32 = 1 << 5;
+
+/// Writes `s` to the PL011 at `base` byte by byte, waiting while the transmit FIFO is full.
+/// Takes no lock, so it is safe with the MMU off and from fault handlers; output may
+/// interleave with the logger's.
+///
+/// # Safety
+/// `base` must be the address of a PL011's registers, mapped as Device memory (or the MMU
+/// off), and nothing else may be reconfiguring that UART.
+pub unsafe fn pl011_write_raw(base: usize, s: &str) {
+    for b in s.bytes() {
+        if b == b'\n' {
+            // SAFETY: forwarded from the caller.
+            unsafe { pl011_put(base, b'\r') };
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { pl011_put(base, b) };
+    }
+}
+
+/// # Safety
+/// As [`pl011_write_raw`].
+unsafe fn pl011_put(base: usize, b: u8) {
+    let fr = (base + UARTFR) as *const u32;
+    let dr = (base + UARTDR) as *mut u32;
+    // SAFETY: the caller guarantees these are the PL011's flag and data registers.
+    unsafe {
+        while fr.read_volatile() & UARTFR_TXFF != 0 {
+            core::hint::spin_loop();
+        }
+        dr.write_volatile(u32::from(b));
+    }
+}
+
+struct Logger {
+    uart: SpinMutex<Uart<'static>>,
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let mut uart = self.uart.lock();
+        let (count, freq) = now();
+        let mut w = Crlf(&mut *uart);
+        // A console write cannot fail in a way we could report anywhere else.
+        let _ = write_timestamp(&mut w, count, freq);
+        let _ = writeln!(w, "{:<5} {}", record.level(), record.args());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Turns `\n` into `\r\n` for terminals.
+struct Crlf<'a, W: Write>(&'a mut W);
+
+impl<W: Write> Write for Crlf<'_, W> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for (i, part) in s.split('\n').enumerate() {
+            if i > 0 {
+                self.0.write_str("\r\n")?;
+            }
+            self.0.write_str(part)?;
+        }
+        Ok(())
+    }
+}
+
+static LOGGER: Once<Logger> = Once::new();
+
+/// Starts the logger on the PL011 at `base`, at `level`. Call once, at EL1 with the MMU and
+/// caches on (the logger's lock uses exclusive accesses).
+///
+/// # Safety
+/// `base` must be the address of a PL011's registers, mapped as Device memory, and no other
+/// code may take ownership of that UART.
+pub unsafe fn init(base: usize, level: LevelFilter) {
+    let logger = LOGGER.call_once(|| {
+        // SAFETY: the caller guarantees `base` is a mapped PL011 that nothing else owns.
+        let regs = unsafe { UniqueMmioPointer::new(NonNull::new_unchecked(base as *mut PL011Registers)) };
+        Logger {
+            uart: SpinMutex::new(Uart::new(regs)),
+        }
+    });
+    // A second call finds the logger already set; nothing to do then.
+    let _ = log::set_logger(logger);
+    log::set_max_level(level);
+}

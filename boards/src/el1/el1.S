@@ -1,0 +1,125 @@
+// The EL1 stage's assembly: MMU on, the vector table, and the hand-off to a payload.
+
+// hypstub_el1_mmu_on(x0 = TTBR0_EL1, x1 = start, x2 = end of RAM written with the MMU off)
+// Runs with the MMU off, before any Rust at EL1; uses no stack.
+.section .text.hypstub_el1_mmu_on, "ax"
+.global hypstub_el1_mmu_on
+hypstub_el1_mmu_on:
+    ldr     x9, ={MAIR_EL1}
+    msr     mair_el1, x9
+    ldr     x9, ={TCR_EL1}
+    msr     tcr_el1, x9
+    msr     ttbr0_el1, x0
+    // Lines for this RAM must not predate what was written to it with the MMU off:
+    // invalidate by VA to PoC before caches are on (Arm ARM D7.5.8).
+    mrs     x9, ctr_el0
+    ubfx    x9, x9, #16, #4
+    mov     x10, #4
+    lsl     x10, x10, x9
+    sub     x11, x10, #1
+    bic     x1, x1, x11
+1:  dc      ivac, x1
+    add     x1, x1, x10
+    cmp     x1, x2
+    b.lo    1b
+    dsb     sy
+    // No stale translations from before (Arm ARM D8.13: TLB maintenance before enabling).
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    ldr     x9, ={SCTLR_EL1_MMU_ON}
+    msr     sctlr_el1, x9
+    isb
+    ic      iallu
+    dsb     nsh
+    isb
+    ret
+
+// hypstub_el1_handoff(x0 = entry, x1 = DTB, x2 = start, x3 = end of the EL1 stage's RAM)
+// booting.rst: MMU off, caches clean to PoC, no stale I-cache lines, x0 = DTB, x1..x3 = 0.
+// The EL1 stage's own RAM is cleaned and invalidated here, after its last Rust stack use,
+// so no dirty line of it can be evicted over the payload's data later. Uses no stack.
+.section .text.hypstub_el1_handoff, "ax"
+.global hypstub_el1_handoff
+hypstub_el1_handoff:
+    mrs     x9, ctr_el0
+    ubfx    x9, x9, #16, #4
+    mov     x10, #4
+    lsl     x10, x10, x9
+    sub     x11, x10, #1
+    bic     x2, x2, x11
+1:  dc      civac, x2
+    add     x2, x2, x10
+    cmp     x2, x3
+    b.lo    1b
+    dsb     sy
+    ldr     x9, ={SCTLR_EL1_MMU_OFF}
+    msr     sctlr_el1, x9
+    isb
+    ic      iallu
+    tlbi    vmalle1
+    dsb     nsh
+    isb
+    msr     vbar_el1, xzr
+    mov     x9, x0
+    mov     x0, x1
+    mov     x1, xzr
+    mov     x2, xzr
+    mov     x3, xzr
+    br      x9
+
+// The EL1 stage's vectors: every exception is unexpected. Each slot saves x0..x30 and calls
+// hypstub_el1_exception(frame, slot), which reports and stops.
+.macro el1_ventry idx
+    .balign 0x80
+9000:
+    sub     sp, sp, #{FRAME_SIZE}
+    stp     x0, x1, [sp]
+    mov     x1, #\idx
+    b       hypstub_el1_save_and_report
+    // Fails to assemble (".org" cannot move backwards) if the slot outgrows its 32
+    // instructions; the bytes after the branch are never executed.
+    .org 9000b + 0x80
+.endm
+
+.section .text.hypstub_el1_vectors, "ax"
+.balign 0x800
+.global hypstub_el1_vectors
+hypstub_el1_vectors:
+    el1_ventry 0
+    el1_ventry 1
+    el1_ventry 2
+    el1_ventry 3
+    el1_ventry 4
+    el1_ventry 5
+    el1_ventry 6
+    el1_ventry 7
+    el1_ventry 8
+    el1_ventry 9
+    el1_ventry 10
+    el1_ventry 11
+    el1_ventry 12
+    el1_ventry 13
+    el1_ventry 14
+    el1_ventry 15
+
+hypstub_el1_save_and_report:
+    stp     x2, x3, [sp, #16 * 1]
+    stp     x4, x5, [sp, #16 * 2]
+    stp     x6, x7, [sp, #16 * 3]
+    stp     x8, x9, [sp, #16 * 4]
+    stp     x10, x11, [sp, #16 * 5]
+    stp     x12, x13, [sp, #16 * 6]
+    stp     x14, x15, [sp, #16 * 7]
+    stp     x16, x17, [sp, #16 * 8]
+    stp     x18, x19, [sp, #16 * 9]
+    stp     x20, x21, [sp, #16 * 10]
+    stp     x22, x23, [sp, #16 * 11]
+    stp     x24, x25, [sp, #16 * 12]
+    stp     x26, x27, [sp, #16 * 13]
+    stp     x28, x29, [sp, #16 * 14]
+    str     x30, [sp, #16 * 15]
+    mov     x0, sp
+    bl      hypstub_el1_exception
+1:  wfe
+    b       1b

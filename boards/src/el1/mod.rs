@@ -1,0 +1,60 @@
+//! What every board's EL1 stage shares: the switch to MMU-on, the EL1 vectors and their
+//! fault reports, cache maintenance, and the hand-off to a payload at EL1.
+
+pub mod cache;
+pub mod mmu;
+
+#[cfg(target_arch = "aarch64")]
+core::arch::global_asm!(
+    include_str!("el1.S"),
+    MAIR_EL1 = const mmu::MAIR_EL1,
+    TCR_EL1 = const mmu::TCR_EL1,
+    SCTLR_EL1_MMU_ON = const mmu::SCTLR_EL1_MMU_ON,
+    SCTLR_EL1_MMU_OFF = const el2_stub::regs::SCTLR_EL1_MMU_OFF,
+    FRAME_SIZE = const core::mem::size_of::<el2_stub::Frame>(),
+);
+
+#[cfg(target_arch = "aarch64")]
+unsafe extern "C" {
+    /// Loads MAIR/TCR/TTBR0_EL1, invalidates `[start, end)` by VA and the EL1 TLB, and
+    /// turns the MMU and caches on.
+    pub fn hypstub_el1_mmu_on(ttbr0: u64, start: u64, end: u64);
+    /// Cleans and invalidates `[start, end)` to PoC, turns the MMU and caches off and jumps
+    /// to `entry` with x0 = `dtb`, x1..x3 = 0.
+    pub fn hypstub_el1_handoff(entry: u64, dtb: u64, start: u64, end: u64) -> !;
+    /// The EL1 stage's vector table.
+    pub static hypstub_el1_vectors: u8;
+}
+
+/// Installs the EL1 stage's vectors, so that any fault at EL1 is reported.
+#[cfg(target_arch = "aarch64")]
+pub fn install_vectors() {
+    use aarch64_cpu::registers::{Writeable, VBAR_EL1};
+    VBAR_EL1.set(core::ptr::addr_of!(hypstub_el1_vectors) as u64);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
+
+/// Reports an exception taken by the EL1 stage and stops the machine through `stop`.
+#[cfg(target_arch = "aarch64")]
+pub fn report_fault(put: fn(&str), frame: &el2_stub::Frame, slot: u64, stop: fn() -> !) -> ! {
+    use aarch64_cpu::registers::{Readable, ELR_EL1, ESR_EL1, FAR_EL1, SPSR_EL1};
+    use el2_stub::console::line;
+    use el2_stub::esr::{self, Slot};
+    let slot = Slot::from_index(slot);
+    let esr = ESR_EL1.get();
+    line(put, format_args!("EL1 fault: {} ({}), in the firmware's EL1 stage", esr::describe(slot, esr), slot.describe()));
+    line(put, format_args!(
+        "  ESR_EL1={esr:#018x} (EC={:#04x} ISS={:#09x})",
+        esr::exception_class(esr),
+        esr & 0x1ff_ffff
+    ));
+    line(put, format_args!(
+        "  ELR_EL1={:#018x} FAR_EL1={:#018x} SPSR_EL1={:#018x} x30={:#x}",
+        ELR_EL1.get(),
+        FAR_EL1.get(),
+        SPSR_EL1.get(),
+        frame.x[30]
+    ));
+    line(put, format_args!("hypstub: system stopped"));
+    stop()
+}

@@ -1,0 +1,170 @@
+//! QEMU `-M virt,virtualization=on`: the memory map, the early translation tables, the
+//! stub's platform hooks (PSCI through SMC), and where payloads come from (fw_cfg).
+//! Facts: REFERENCE.md section 4; QEMU hw/arm/virt.c.
+
+pub mod fw_cfg;
+
+use core::ops::Range;
+
+use crate::el1::mmu::{Entry, Kind, Table};
+
+/// The board's name, as `cargo xtask build --board` spells it.
+pub const NAME: &str = "qemu-virt";
+/// The PL011 console.
+pub const PL011: usize = 0x0900_0000;
+/// The fw_cfg device (data +0, selector +8, DMA +0x10).
+pub const FW_CFG: usize = 0x0902_0000;
+/// Where RAM starts.
+pub const RAM_START: u64 = 0x4000_0000;
+/// Where QEMU puts the DTB with `-bios`, and the room it leaves for it.
+pub const DTB: Range<u64> = RAM_START..RAM_START + 0x10_0000;
+/// The stub's resident RAM (`RESIDENT` in linker/qemu-virt.ld): reserved from the payload.
+pub const RESIDENT: Range<u64> = 0x4010_0000..0x4012_0000;
+/// The EL1 stage's RAM (`EL1RAM` in linker/qemu-virt.ld): free once the payload runs.
+pub const EL1_RAM: Range<u64> = 0x4012_0000..0x4020_0000;
+/// The lowest address a payload may use: everything below is the firmware's while it runs.
+pub const PAYLOAD_LOWEST: u64 = 0x4020_0000;
+/// Flash: two 64 MiB banks at 0 (the image runs from the first).
+const FLASH_END: u64 = 0x0800_0000;
+
+const MIB2: u64 = 2 << 20;
+const GIB: u64 = 1 << 30;
+
+/// Level 3 for the first 2 MiB of RAM: the DTB and the EL1 stage's RAM as data; the stub's
+/// resident RAM left unmapped, so a stray EL1 access to it faults instead of corrupting it.
+static L3_RAM: Table = Table({
+    let mut t = [Entry::INVALID; 512];
+    let mut i = 0;
+    while i < 512 {
+        let pa = RAM_START + i as u64 * 4096;
+        if pa < RESIDENT.start || pa >= RESIDENT.end {
+            t[i] = Entry::page(pa, Kind::Data);
+        }
+        i += 1;
+    }
+    t
+});
+
+/// Level 2 for the first GiB of RAM: only its first 2 MiB; the payload's RAM is reached by
+/// DMA and never through the EL1 stage's caches.
+static L2_RAM: Table = Table({
+    let mut t = [Entry::INVALID; 512];
+    t[0] = Entry::table(&L3_RAM);
+    t
+});
+
+/// Level 2 for 0..1 GiB: flash as code, the rest (GIC, UART, fw_cfg, ...) as device memory.
+static L2_LOW: Table = Table({
+    let mut t = [Entry::INVALID; 512];
+    let mut i = 0;
+    while i < 512 {
+        let pa = i as u64 * MIB2;
+        t[i] = Entry::block(pa, if pa < FLASH_END { Kind::Code } else { Kind::Device });
+        i += 1;
+    }
+    t
+});
+
+/// The root table (level 1, 4 entries of 1 GiB used), TTBR0_EL1 of the EL1 stage.
+#[unsafe(no_mangle)]
+pub static HYPSTUB_QEMU_VIRT_L1: Table = Table({
+    let mut t = [Entry::INVALID; 512];
+    t[0] = Entry::table(&L2_LOW);
+    t[(RAM_START / GIB) as usize] = Entry::table(&L2_RAM);
+    t
+});
+
+#[cfg(target_arch = "aarch64")]
+/// The stub's view of the board.
+pub struct QemuVirt;
+
+#[cfg(target_arch = "aarch64")]
+// SAFETY: the hooks write only the PL011's registers and make SMC calls; no locks, atomics,
+// heap or FP.
+unsafe impl el2_stub::Platform for QemuVirt {
+    const HAS_PSCI: bool = true;
+
+    fn console_write(s: &str) {
+        // SAFETY: PL011 is QEMU virt's UART; at EL2 the MMU is off (Device memory).
+        unsafe { crate::console::pl011_write_raw(PL011, s) };
+    }
+
+    fn psci(args: [u64; 18]) -> [u64; 4] {
+        // QEMU's PSCI conduit is SMC with virtualization=on (REFERENCE.md section 4).
+        let mut rest = [0u64; 17];
+        rest.copy_from_slice(&args[1..]);
+        let r = smccc::smc64(args[0] as u32, rest);
+        [r[0], r[1], r[2], r[3]]
+    }
+
+    fn stop() -> ! {
+        power_off()
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+/// Powers the machine off (PSCI SYSTEM_OFF: QEMU exits with status 0); parks the CPU if
+/// that returns. Works at EL2, and at EL1 through the stub.
+pub fn power_off() -> ! {
+    let _ = smccc::psci::system_off::<smccc::Smc>();
+    loop {
+        aarch64_cpu::asm::wfe();
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+/// Puts `s` on the console without a lock (fault reports, panics).
+pub fn console_raw(s: &str) {
+    // SAFETY: PL011 is QEMU virt's UART, mapped as Device memory at EL1 and reached with
+    // the MMU off at EL2.
+    unsafe { crate::console::pl011_write_raw(PL011, s) };
+}
+
+/// The DTB area as a byte slice.
+///
+/// # Safety
+/// Only at EL1 with the early tables on (the area is mapped as data), and only once: the
+/// slice is the only access to it.
+pub unsafe fn dtb_area() -> &'static mut [u8] {
+    // SAFETY: mapped, inside RAM, and exclusively owned per the caller's contract.
+    unsafe { core::slice::from_raw_parts_mut(DTB.start as *mut u8, (DTB.end - DTB.start) as usize) }
+}
+
+#[cfg(target_arch = "aarch64")]
+core::arch::global_asm!(
+    include_str!("entry.S"),
+    SCTLR_EL2_MMU_OFF = const el2_stub::regs::SCTLR_EL2_MMU_OFF,
+    STACK_SIZE = const el2_stub::cpus::STACK_SIZE,
+    RAM_START = const RAM_START,
+    PAYLOAD_LOWEST = const PAYLOAD_LOWEST,
+);
+
+#[cfg(target_arch = "aarch64")]
+unsafe extern "C" {
+    /// Where the stub sends the boot CPU at EL1 (`entry.S`).
+    pub fn qemu_virt_el1_entry();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_consistent() {
+        assert!(DTB.end <= RESIDENT.start);
+        assert_eq!(RESIDENT.end, EL1_RAM.start);
+        assert_eq!(EL1_RAM.end, PAYLOAD_LOWEST);
+        assert_eq!(PAYLOAD_LOWEST % MIB2, 0);
+    }
+
+    #[test]
+    fn early_map_leaves_the_stub_unmapped() {
+        let page = |pa: u64| L3_RAM.0[((pa - RAM_START) / 4096) as usize].bits();
+        assert_eq!(page(RESIDENT.start), 0);
+        assert_eq!(page(RESIDENT.end - 4096), 0);
+        assert_ne!(page(RESIDENT.end), 0);
+        assert_ne!(page(DTB.start), 0);
+        assert_eq!(L2_LOW.0[0].bits() & (1 << 53), 0, "flash is executable");
+        assert_ne!(L2_LOW.0[(PL011 as u64 / MIB2) as usize].bits() & (1 << 54), 0);
+    }
+}
