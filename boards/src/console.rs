@@ -98,7 +98,8 @@ static LOGGER: Once<Logger> = Once::new();
 pub unsafe fn init(base: usize, level: LevelFilter) {
     let logger = LOGGER.call_once(|| {
         // SAFETY: the caller guarantees `base` is a mapped PL011 that nothing else owns.
-        let regs = unsafe { UniqueMmioPointer::new(NonNull::new_unchecked(base as *mut PL011Registers)) };
+        let regs =
+            unsafe { UniqueMmioPointer::new(NonNull::new_unchecked(base as *mut PL011Registers)) };
         Logger {
             uart: SpinMutex::new(Uart::new(regs)),
         }

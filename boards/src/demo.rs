@@ -26,7 +26,11 @@ pub fn run() -> bool {
     check("running at EL1", el == 1);
 
     let v = hvc(0x8000_0000)[0];
-    info!("demo: SMCCC_VERSION -> {}.{} (from the stub, by hvc)", v >> 16, v & 0xffff);
+    info!(
+        "demo: SMCCC_VERSION -> {}.{} (from the stub, by hvc)",
+        v >> 16,
+        v & 0xffff
+    );
     check("SMCCC_VERSION", v == STUB_SMCCC_VERSION);
 
     let e = smccc::hvc64(0x1234, [0; 17])[0];
@@ -34,17 +38,26 @@ pub fn run() -> bool {
     check("unknown hyp-stub call", e == HVC_STUB_ERR);
 
     match smccc::psci::version::<smccc::Smc>() {
-        Ok(v) => info!("demo: PSCI_VERSION -> {}.{} (QEMU's, forwarded by the stub)", v.major, v.minor),
+        Ok(v) => info!(
+            "demo: PSCI_VERSION -> {}.{} (QEMU's, forwarded by the stub)",
+            v.major, v.minor
+        ),
         Err(e) => check(&alloc::format!("PSCI_VERSION: {e:?}"), false),
     }
 
     let gicv3 = (ID_AA64PFR0_EL1.get() >> 24) & 0xf != 0;
     let r = hvc(HVC_GET_ICH_VTR_EL2);
     if gicv3 {
-        info!("demo: HVC_GET_ICH_VTR_EL2 -> x0={:#x} ICH_VTR_EL2={:#x}", r[0], r[1]);
+        info!(
+            "demo: HVC_GET_ICH_VTR_EL2 -> x0={:#x} ICH_VTR_EL2={:#x}",
+            r[0], r[1]
+        );
         check("HVC_GET_ICH_VTR_EL2", r[0] == 0);
     } else {
-        info!("demo: HVC_GET_ICH_VTR_EL2 -> {:#x} (no GICv3 CPU interface)", r[0]);
+        info!(
+            "demo: HVC_GET_ICH_VTR_EL2 -> {:#x} (no GICv3 CPU interface)",
+            r[0]
+        );
         check("HVC_GET_ICH_VTR_EL2 without GICv3", r[0] == HVC_STUB_ERR);
     }
 

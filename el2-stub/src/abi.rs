@@ -22,7 +22,7 @@ pub const HVC_FINALISE_EL2: u64 = 3;
 /// `HVC_GET_ICH_VTR_EL2`: x1 = ICH_VTR_EL2 where a GICv3 CPU interface exists.
 pub const HVC_GET_ICH_VTR_EL2: u64 = 4;
 /// The answer to any hyp-stub call the stub does not implement.
-pub const HVC_STUB_ERR: u64 = 0xbadc_a11;
+pub const HVC_STUB_ERR: u64 = 0x0bad_ca11;
 
 /// SMCCC NOT_SUPPORTED (-1), as the 64-bit register value an SMC64/HVC64 caller sees.
 pub const SMCCC_NOT_SUPPORTED: u64 = u64::MAX;
@@ -154,14 +154,14 @@ pub fn is_psci(function: u32) -> bool {
 /// A usable vector table address: non-zero and 2 KiB aligned.
 #[must_use]
 pub fn is_vector_table_address(vbar: u64) -> bool {
-    vbar != 0 && vbar % VECTOR_TABLE_ALIGN == 0
+    vbar != 0 && vbar.is_multiple_of(VECTOR_TABLE_ALIGN)
 }
 
 /// A usable entry point: non-zero and 4-byte aligned (A64 instructions are 4 bytes; a
 /// misaligned PC faults on the first fetch, Arm ARM D1.3.5).
 #[must_use]
 pub fn is_entry_address(entry: u64) -> bool {
-    entry != 0 && entry % 4 == 0
+    entry != 0 && entry.is_multiple_of(4)
 }
 
 #[cfg(test)]
@@ -246,7 +246,13 @@ mod tests {
             x0: u64::MAX,
             x1: None,
         };
-        for id in [0x8000_0001, 0x8000_8000, 0xC200_0001, 0x8600_0001, 0x8600_ff01] {
+        for id in [
+            0x8000_0001,
+            0x8000_8000,
+            0xC200_0001,
+            0x8600_0001,
+            0x8600_ff01,
+        ] {
             assert_eq!(decide(&[id, 0, 0, 0, 0], Conduit::Smc, ALL), ns, "{id:#x}");
             assert_eq!(decide(&[id, 0, 0, 0, 0], Conduit::Hvc, ALL), ns, "{id:#x}");
         }
@@ -256,7 +262,13 @@ mod tests {
 
     #[test]
     fn psci_is_forwarded_except_cpu_on_and_smccc_feature_query() {
-        for id in [0x8400_0000u64, 0x8400_0002, 0x8400_0008, 0xC400_0004, 0x8400_001f] {
+        for id in [
+            0x8400_0000u64,
+            0x8400_0002,
+            0x8400_0008,
+            0xC400_0004,
+            0x8400_001f,
+        ] {
             assert_eq!(
                 decide(&[id, 0, 0, 0, 0], Conduit::Smc, ALL),
                 Action::ForwardPsci

@@ -66,7 +66,10 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(split_time(62_500_000 * 3 + 31_250_000, 62_500_000), (3, 500_000));
+        assert_eq!(
+            split_time(62_500_000 * 3 + 31_250_000, 62_500_000),
+            (3, 500_000)
+        );
         assert_eq!(split_time(5, 0), (0, 0));
         let mut s = heapless_string();
         write_timestamp(&mut s, 62_500_000 + 625, 62_500_000).unwrap();

@@ -46,7 +46,12 @@ pub struct Mailboxes(UnsafeCell<[Target; MAX_CPUS]>);
 unsafe impl Sync for Mailboxes {}
 
 #[unsafe(link_section = ".bss.stub.mailboxes")]
-static MAILBOXES: Mailboxes = Mailboxes(UnsafeCell::new([Target { entry: 0, context_id: 0 }; MAX_CPUS]));
+static MAILBOXES: Mailboxes = Mailboxes(UnsafeCell::new(
+    [Target {
+        entry: 0,
+        context_id: 0,
+    }; MAX_CPUS],
+));
 
 /// The slot of the CPU with affinity `mpidr`, if the stub can start it: Aff0 below
 /// [`MAX_CPUS`] and Aff1..Aff3 zero (QEMU virt numbers up to 8 CPUs this way).
@@ -61,7 +66,11 @@ pub fn slot_of(mpidr: u64) -> Option<usize> {
 pub fn set_target(slot: usize, target: Target) {
     if slot < MAX_CPUS {
         // SAFETY: in bounds; see the Sync impl for why no other CPU accesses this slot now.
-        unsafe { (MAILBOXES.0.get() as *mut Target).add(slot).write_volatile(target) };
+        unsafe {
+            (MAILBOXES.0.get() as *mut Target)
+                .add(slot)
+                .write_volatile(target)
+        };
     }
 }
 
@@ -69,7 +78,11 @@ pub fn set_target(slot: usize, target: Target) {
 #[must_use]
 pub fn target(slot: usize) -> Option<Target> {
     // SAFETY: in bounds; see the Sync impl.
-    (slot < MAX_CPUS).then(|| unsafe { (MAILBOXES.0.get() as *const Target).add(slot).read_volatile() })
+    (slot < MAX_CPUS).then(|| unsafe {
+        (MAILBOXES.0.get() as *const Target)
+            .add(slot)
+            .read_volatile()
+    })
 }
 
 #[cfg(test)]
@@ -89,7 +102,10 @@ mod tests {
 
     #[test]
     fn mailbox_round_trip() {
-        let t = Target { entry: 0x4020_1000, context_id: 7 };
+        let t = Target {
+            entry: 0x4020_1000,
+            context_id: 7,
+        };
         set_target(2, t);
         assert_eq!(target(2), Some(t));
         assert_eq!(target(MAX_CPUS), None);

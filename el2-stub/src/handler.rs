@@ -53,7 +53,10 @@ pub fn handle<P: Platform>(frame: &mut Frame, slot: u64) {
         _ => report_and_stop::<P>(frame, slot, esr),
     };
     let f = CpuFeatures::read();
-    let features = Features { gicv3_sysregs: f.gicv3_sysregs, psci: P::HAS_PSCI };
+    let features = Features {
+        gicv3_sysregs: f.gicv3_sysregs,
+        psci: P::HAS_PSCI,
+    };
     let x = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
     match abi::decide(&x, conduit, features) {
         Action::Reply { x0, x1 } => {
@@ -88,7 +91,11 @@ pub fn handle<P: Platform>(frame: &mut Frame, slot: u64) {
             let r = P::psci(frame.x[..18].try_into().unwrap_or([0; 18]));
             frame.x[..4].copy_from_slice(&r);
         }
-        Action::CpuOn { target, entry, context_id } => {
+        Action::CpuOn {
+            target,
+            entry,
+            context_id,
+        } => {
             frame.x[0] = cpu_on::<P>(target, entry, context_id);
         }
     }
@@ -98,10 +105,13 @@ pub fn handle<P: Platform>(frame: &mut Frame, slot: u64) {
 /// the CPU's EL2 up and only then enters the caller's `entry` at EL1.
 fn cpu_on<P: Platform>(target: u64, entry: u64, context_id: u64) -> u64 {
     let Some(slot) = cpus::slot_of(target) else {
-        console::line(P::console_write, format_args!(
+        console::line(
+            P::console_write,
+            format_args!(
             "el2-stub: CPU_ON of MPIDR {target:#x} refused: the stub has slots for Aff0 0..{} only",
             cpus::MAX_CPUS
-        ));
+        ),
+        );
         return abi::PSCI_INVALID_PARAMETERS;
     };
     cpus::set_target(slot, Target { entry, context_id });
@@ -122,7 +132,9 @@ pub fn secondary<P: Platform>(slot: u64) -> u64 {
     let f = CpuFeatures::read();
     regs::init_el2_for_el1(&f);
     install_vectors();
-    let Some(t) = cpus::target(slot as usize) else { P::stop() };
+    let Some(t) = cpus::target(slot as usize) else {
+        P::stop()
+    };
     ELR_EL2.set(t.entry);
     SPSR_EL2.set(regs::SPSR_EL1H_DAIF);
     t.context_id
@@ -133,31 +145,43 @@ pub fn secondary<P: Platform>(slot: u64) -> u64 {
 pub fn report_and_stop<P: Platform>(frame: &Frame, slot: Slot, esr: u64) -> ! {
     let put = P::console_write;
     let ec = esr::exception_class(esr);
-    console::line(put, format_args!(
-        "EL2 fault: {} ({})",
-        esr::describe(slot, esr),
-        slot.describe()
-    ));
-    console::line(put, format_args!(
-        "  ESR_EL2={esr:#018x} (EC={ec:#04x} IL={} ISS={:#09x})",
-        (esr >> 25) & 1,
-        esr & 0x1ff_ffff
-    ));
-    console::line(put, format_args!(
-        "  ELR_EL2={:#018x} FAR_EL2={:#018x} SPSR_EL2={:#018x}",
-        ELR_EL2.get(),
-        FAR_EL2.get(),
-        SPSR_EL2.get()
-    ));
-    console::line(put, format_args!(
-        "  MPIDR_EL1={:#x} x0={:#x} x1={:#x} x2={:#x} x3={:#x} x30={:#x}",
-        MPIDR_EL1.get(),
-        frame.x[0],
-        frame.x[1],
-        frame.x[2],
-        frame.x[3],
-        frame.x[30]
-    ));
+    console::line(
+        put,
+        format_args!(
+            "EL2 fault: {} ({})",
+            esr::describe(slot, esr),
+            slot.describe()
+        ),
+    );
+    console::line(
+        put,
+        format_args!(
+            "  ESR_EL2={esr:#018x} (EC={ec:#04x} IL={} ISS={:#09x})",
+            (esr >> 25) & 1,
+            esr & 0x1ff_ffff
+        ),
+    );
+    console::line(
+        put,
+        format_args!(
+            "  ELR_EL2={:#018x} FAR_EL2={:#018x} SPSR_EL2={:#018x}",
+            ELR_EL2.get(),
+            FAR_EL2.get(),
+            SPSR_EL2.get()
+        ),
+    );
+    console::line(
+        put,
+        format_args!(
+            "  MPIDR_EL1={:#x} x0={:#x} x1={:#x} x2={:#x} x3={:#x} x30={:#x}",
+            MPIDR_EL1.get(),
+            frame.x[0],
+            frame.x[1],
+            frame.x[2],
+            frame.x[3],
+            frame.x[30]
+        ),
+    );
     console::line(put, format_args!("hypstub: system stopped"));
     P::stop()
 }

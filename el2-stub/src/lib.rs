@@ -85,4 +85,7 @@ core::arch::global_asm!(
     SCTLR_EL2_MMU_OFF = const regs::SCTLR_EL2_MMU_OFF,
 );
 
-const _: () = assert!(core::mem::size_of::<Frame>() == 256, "vectors.S saves 32 words");
+const _: () = assert!(
+    core::mem::size_of::<Frame>() == 256,
+    "vectors.S saves 32 words"
+);

@@ -12,7 +12,8 @@ use aarch64_cpu::registers::*;
 /// SCTLR_EL2 with every RES1 bit of the non-VHE layout (bits 29:28, 23:22, 18, 16, 11, 5:4;
 /// Arm ARM D19.2 SCTLR_EL2) and M = C = I = 0: MMU, data and instruction caches off,
 /// little-endian.
-pub const SCTLR_EL2_MMU_OFF: u64 = (0b11 << 28) | (0b11 << 22) | (1 << 18) | (1 << 16) | (1 << 11) | (0b11 << 4);
+pub const SCTLR_EL2_MMU_OFF: u64 =
+    (0b11 << 28) | (0b11 << 22) | (1 << 18) | (1 << 16) | (1 << 11) | (0b11 << 4);
 
 /// SCTLR_EL1 with its RES1 bits (29:28, 23:22, 20, 11; Arm ARM D19.2 SCTLR_EL1) and the MMU,
 /// caches and alignment checks off: the "MMU off" state booting.rst asks for.
@@ -83,7 +84,9 @@ impl CpuFeatures {
         // SAFETY: reads ID_AA64ISAR2_EL1 (S3_0_C0_C6_2), an ID register that reads as zero
         // where it is not implemented (Arm ARM D17.3.1: reserved ID space is RAZ); no side
         // effects.
-        unsafe { core::arch::asm!("mrs {}, S3_0_C0_C6_2", out(reg) isar2, options(nomem, nostack)) };
+        unsafe {
+            core::arch::asm!("mrs {}, S3_0_C0_C6_2", out(reg) isar2, options(nomem, nostack))
+        };
         let mmfr0 = ID_AA64MMFR0_EL1.get();
         let mmfr1 = ID_AA64MMFR1_EL1.get();
         let dfr0 = ID_AA64DFR0_EL1.get();
@@ -111,7 +114,8 @@ pub fn init_el2_for_el1(f: &CpuFeatures) {
     // instructions and key registers from trapping (booting.rst).
     let mut hcr = HCR_EL2::RW::EL1IsAarch64 + HCR_EL2::TSC::EnableTrapEl1SmcToEl2;
     if f.pauth {
-        hcr += HCR_EL2::API::DisableTrapPointerAuthInstToEl2 + HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2;
+        hcr += HCR_EL2::API::DisableTrapPointerAuthInstToEl2
+            + HCR_EL2::APK::DisableTrapPointerAuthKeyRegsToEl2;
     }
     HCR_EL2.write(hcr);
 
@@ -127,15 +131,23 @@ pub fn init_el2_for_el1(f: &CpuFeatures) {
     if f.sve {
         // SAFETY: ZCR_EL2 (S3_4_C1_C2_0) exists with SVE, and CPTR_EL2.TZ is now 0 so the
         // write does not trap; LEN = 0x1ff asks for the largest vector length.
-        unsafe { core::arch::asm!("msr S3_4_C1_C2_0, {}", in(reg) 0x1ffu64, options(nomem, nostack)) };
+        unsafe {
+            core::arch::asm!("msr S3_4_C1_C2_0, {}", in(reg) 0x1ffu64, options(nomem, nostack))
+        };
     }
     if f.sme {
         // SAFETY: SMCR_EL2 (S3_4_C1_C2_6) exists with SME and CPTR_EL2.TSM is 0; LEN = 0x1ff.
-        unsafe { core::arch::asm!("msr S3_4_C1_C2_6, {}", in(reg) 0x1ffu64, options(nomem, nostack)) };
+        unsafe {
+            core::arch::asm!("msr S3_4_C1_C2_6, {}", in(reg) 0x1ffu64, options(nomem, nostack))
+        };
     }
 
     // Debug and PMU: no traps, and every event counter belongs to EL1 (HPMN = PMCR_EL0.N).
-    let hpmn = if f.pmu { (PMCR_EL0_N_MASK & read_pmcr_el0()) >> 11 } else { 0 };
+    let hpmn = if f.pmu {
+        (PMCR_EL0_N_MASK & read_pmcr_el0()) >> 11
+    } else {
+        0
+    };
     MDCR_EL2.set(hpmn);
 
     // EL1 reads MIDR_EL1/MPIDR_EL1 through these when EL2 exists (Arm ARM D19.2 VPIDR_EL2).
@@ -222,7 +234,11 @@ mod tests {
         let plain = cptr_el2(&CpuFeatures::default());
         assert_eq!(plain, 0x33ff, "RES1 bits only");
         assert_eq!(plain & (1 << 10), 0, "TFP clear: FP/SIMD not trapped");
-        let all = cptr_el2(&CpuFeatures { sve: true, sme: true, ..Default::default() });
+        let all = cptr_el2(&CpuFeatures {
+            sve: true,
+            sme: true,
+            ..Default::default()
+        });
         assert_eq!(all & (1 << 8), 0, "TZ clear with SVE");
         assert_eq!(all & (1 << 12), 0, "TSM clear with SME");
     }

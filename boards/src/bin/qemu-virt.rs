@@ -9,7 +9,9 @@
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!("qemu-virt is bare-metal firmware: build it with `cargo xtask build --board qemu-virt`");
+    eprintln!(
+        "qemu-virt is bare-metal firmware: build it with `cargo xtask build --board qemu-virt`"
+    );
 }
 
 #[cfg(target_os = "none")]
@@ -45,7 +47,10 @@ mod firmware {
     #[unsafe(no_mangle)]
     extern "C" fn qemu_virt_el2_main(current_el: u64) -> ! {
         let put = board::console_raw;
-        line(put, format_args!("hypstub {} on {}", env!("CARGO_PKG_VERSION"), board::NAME));
+        line(
+            put,
+            format_args!("hypstub {} on {}", env!("CARGO_PKG_VERSION"), board::NAME),
+        );
         if current_el != 2 {
             wrong_el(current_el);
         }
@@ -66,7 +71,11 @@ mod firmware {
     }
 
     fn yes(b: bool) -> &'static str {
-        if b { "yes" } else { "no" }
+        if b {
+            "yes"
+        } else {
+            "no"
+        }
     }
 
     /// Started at the wrong EL: say what QEMU option is missing, and stop.
@@ -77,7 +86,10 @@ mod firmware {
             3 => "QEMU started at EL3: run it without secure=on (hypstub does not replace EL3 firmware on virt)",
             _ => "unexpected exception level",
         };
-        line(put, format_args!("hypstub: started at EL{el}, but the stub needs EL2: {hint}"));
+        line(
+            put,
+            format_args!("hypstub: started at EL{el}, but the stub needs EL2: {hint}"),
+        );
         line(put, format_args!("hypstub: stopping"));
         if el == 1 {
             // Without EL2, QEMU's PSCI conduit is HVC.
@@ -112,7 +124,9 @@ mod firmware {
     /// Everything before the point of no return: each step can fail with a message.
     fn boot(dtb_addr: u64) -> Result<Handoff, BootError> {
         let mut fw = FwCfg::probe(fw_cfg::DmaDevice::new(
-            fw_cfg::Mmio { base: board::FW_CFG },
+            fw_cfg::Mmio {
+                base: board::FW_CFG,
+            },
             el1::cache::CpuCache,
         ))?;
         let cmdline = fw.cmdline()?;
@@ -123,7 +137,12 @@ mod firmware {
         // SAFETY: at EL1 with the early tables on, and the only use of the DTB area.
         let mut dtb = Dtb::new(unsafe { board::dtb_area() })?;
         let ram = ram_range(&dtb)?;
-        info!("dtb: at {dtb_addr:#x}, RAM {:#x}..{:#x} ({} MiB)", ram.start, ram.end, (ram.end - ram.start) >> 20);
+        info!(
+            "dtb: at {dtb_addr:#x}, RAM {:#x}..{:#x} ({} MiB)",
+            ram.start,
+            ram.end,
+            (ram.end - ram.start) >> 20
+        );
 
         let size = fw.kernel_size()?;
         if size == 0 {
@@ -136,7 +155,13 @@ mod firmware {
         }
 
         let header = ImageHeader::parse(&fw.kernel_header()?)?;
-        let dest = image::place(&header, u64::from(size), ram.clone(), &[ram.start..board::PAYLOAD_LOWEST], board::PAYLOAD_LOWEST)?;
+        let dest = image::place(
+            &header,
+            u64::from(size),
+            ram.clone(),
+            &[board::DTB, board::RESIDENT, board::EL1_RAM],
+            board::PAYLOAD_LOWEST,
+        )?;
         info!(
             "payload: arm64 Image, {size} bytes, text_offset {:#x}, image_size {:#x}: placed at {:#x}..{:#x}",
             header.effective_text_offset(),
@@ -155,21 +180,30 @@ mod firmware {
                 let start = dest.end.next_multiple_of(4096);
                 let r = start..start + u64::from(n);
                 if r.end > ram.end {
-                    return Err(BootError::InitrdDoesNotFit { size: u64::from(n), at: start, ram_end: ram.end });
+                    return Err(BootError::InitrdDoesNotFit {
+                        size: u64::from(n),
+                        at: start,
+                        ram_end: ram.end,
+                    });
                 }
                 Some(r)
             }
         };
 
         // Edits first: if the DTB cannot take them, nothing has been loaded yet.
-        let mut edits = Edits::new()
-            .bootargs(&payload_cmdline)
-            .memreserve(board::RESIDENT.start, board::RESIDENT.end - board::RESIDENT.start);
+        let mut edits = Edits::new().bootargs(&payload_cmdline).memreserve(
+            board::RESIDENT.start,
+            board::RESIDENT.end - board::RESIDENT.start,
+        );
         if let Some(r) = &initrd {
             edits = edits.initrd(r.start, r.end);
         }
         dtb.apply(&edits)?;
-        info!("dtb: bootargs \"{payload_cmdline}\"; stub RAM {:#x}..{:#x} reserved", board::RESIDENT.start, board::RESIDENT.end);
+        info!(
+            "dtb: bootargs \"{payload_cmdline}\"; stub RAM {:#x}..{:#x} reserved",
+            board::RESIDENT.start,
+            board::RESIDENT.end
+        );
         let dtb_len = dtb.size() as u64;
         // The payload reads the DTB with its MMU off.
         use el1::cache::Cache;
@@ -178,9 +212,17 @@ mod firmware {
         fw.load_kernel(dest.start..dest.start + u64::from(size))?;
         if let Some(r) = initrd {
             fw.load_initrd(r.clone())?;
-            info!("initrd: {} bytes at {:#x}..{:#x}", r.end - r.start, r.start, r.end);
+            info!(
+                "initrd: {} bytes at {:#x}..{:#x}",
+                r.end - r.start,
+                r.start,
+                r.end
+            );
         }
-        Ok(Handoff { entry: dest.start, dtb: dtb_addr })
+        Ok(Handoff {
+            entry: dest.start,
+            dtb: dtb_addr,
+        })
     }
 
     fn report_options(opts: &Options, raw: &str) {
@@ -202,10 +244,15 @@ mod firmware {
 
     /// The point of no return: MMU off, enter the payload at EL1.
     fn enter(h: Handoff) -> ! {
-        info!("payload: entering at EL1 at {:#x} with x0 = DTB {:#x}; the stub stays at EL2", h.entry, h.dtb);
+        info!(
+            "payload: entering at EL1 at {:#x} with x0 = DTB {:#x}; the stub stays at EL2",
+            h.entry, h.dtb
+        );
         // SAFETY: the payload is loaded and checked, the DTB cleaned to PoC; the hand-off
         // cleans the EL1 stage's own RAM and never returns.
-        unsafe { el1::hypstub_el1_handoff(h.entry, h.dtb, board::EL1_RAM.start, board::EL1_RAM.end) }
+        unsafe {
+            el1::hypstub_el1_handoff(h.entry, h.dtb, board::EL1_RAM.start, board::EL1_RAM.end)
+        }
     }
 
     fn stop_with(e: &BootError) -> ! {

@@ -63,19 +63,28 @@ impl Entry {
     /// A level 1 or 2 block descriptor for `pa` (aligned to the block size).
     #[must_use]
     pub const fn block(pa: u64, kind: Kind) -> Self {
-        Self(core::ptr::without_provenance((pa | attrs(kind) | VALID) as usize))
+        Self(core::ptr::without_provenance(
+            (pa | attrs(kind) | VALID) as usize,
+        ))
     }
 
     /// A level 3 page descriptor for `pa` (4 KiB aligned).
     #[must_use]
     pub const fn page(pa: u64, kind: Kind) -> Self {
-        Self(core::ptr::without_provenance((pa | attrs(kind) | TABLE_OR_PAGE | VALID) as usize))
+        Self(core::ptr::without_provenance(
+            (pa | attrs(kind) | TABLE_OR_PAGE | VALID) as usize,
+        ))
     }
 
     /// A table descriptor pointing at `next` (4 KiB aligned, so the low bits are free).
     #[must_use]
     pub const fn table(next: &'static Table) -> Self {
-        Self(next.0.as_ptr().cast::<u8>().wrapping_add((TABLE_OR_PAGE | VALID) as usize))
+        Self(
+            next.0
+                .as_ptr()
+                .cast::<u8>()
+                .wrapping_add((TABLE_OR_PAGE | VALID) as usize),
+        )
     }
 
     /// The descriptor's bits, for tests (only meaningful for blocks and pages).

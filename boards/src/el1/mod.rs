@@ -42,19 +42,32 @@ pub fn report_fault(put: fn(&str), frame: &el2_stub::Frame, slot: u64, stop: fn(
     use el2_stub::esr::{self, Slot};
     let slot = Slot::from_index(slot);
     let esr = ESR_EL1.get();
-    line(put, format_args!("EL1 fault: {} ({}), in the firmware's EL1 stage", esr::describe(slot, esr), slot.describe()));
-    line(put, format_args!(
-        "  ESR_EL1={esr:#018x} (EC={:#04x} ISS={:#09x})",
-        esr::exception_class(esr),
-        esr & 0x1ff_ffff
-    ));
-    line(put, format_args!(
-        "  ELR_EL1={:#018x} FAR_EL1={:#018x} SPSR_EL1={:#018x} x30={:#x}",
-        ELR_EL1.get(),
-        FAR_EL1.get(),
-        SPSR_EL1.get(),
-        frame.x[30]
-    ));
+    line(
+        put,
+        format_args!(
+            "EL1 fault: {} ({}), in the firmware's EL1 stage",
+            esr::describe(slot, esr),
+            slot.describe()
+        ),
+    );
+    line(
+        put,
+        format_args!(
+            "  ESR_EL1={esr:#018x} (EC={:#04x} ISS={:#09x})",
+            esr::exception_class(esr),
+            esr & 0x1ff_ffff
+        ),
+    );
+    line(
+        put,
+        format_args!(
+            "  ELR_EL1={:#018x} FAR_EL1={:#018x} SPSR_EL1={:#018x} x30={:#x}",
+            ELR_EL1.get(),
+            FAR_EL1.get(),
+            SPSR_EL1.get(),
+            frame.x[30]
+        ),
+    );
     line(put, format_args!("hypstub: system stopped"));
     stop()
 }

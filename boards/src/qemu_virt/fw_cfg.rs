@@ -188,7 +188,10 @@ impl<D: Device> FwCfg<D> {
             return Ok(String::new());
         }
         if size > CMDLINE_LIMIT {
-            return Err(FwCfgError::CommandLineTooLong { size, limit: CMDLINE_LIMIT });
+            return Err(FwCfgError::CommandLineTooLong {
+                size,
+                limit: CMDLINE_LIMIT,
+            });
         }
         let mut buf = vec![0u8; size as usize];
         self.dev.read(key::CMDLINE_DATA, Dest::Buf(&mut buf))?;
@@ -259,8 +262,20 @@ impl<R: Registers, C: Cache> DmaDevice<R, C> {
     /// destination in memory, behind the caches: the descriptor is cleaned to PoC before the
     /// start, the destination buffer cleaned and invalidated before (no dirty line may later
     /// land over the DMA's data) and invalidated after (no line fetched meanwhile may hide it).
-    fn transfer(&mut self, key: u16, select: bool, addr: u64, len: u32, buf: bool) -> Result<(), FwCfgError> {
-        let control = CTL_READ | if select { CTL_SELECT | (u32::from(key) << 16) } else { 0 };
+    fn transfer(
+        &mut self,
+        key: u16,
+        select: bool,
+        addr: u64,
+        len: u32,
+        buf: bool,
+    ) -> Result<(), FwCfgError> {
+        let control = CTL_READ
+            | if select {
+                CTL_SELECT | (u32::from(key) << 16)
+            } else {
+                0
+            };
         let desc = DmaAccess {
             control: control.to_be(),
             length: len.to_be(),
@@ -381,7 +396,11 @@ mod tests {
 
     impl Device for Fake {
         fn dma_signature(&mut self) -> u64 {
-            if self.no_dma { 0 } else { DMA_SIGNATURE }
+            if self.no_dma {
+                0
+            } else {
+                DMA_SIGNATURE
+            }
         }
         fn read(&mut self, key: u16, dest: Dest<'_>) -> Result<(), FwCfgError> {
             let item = self.items.get(&key).cloned().unwrap_or_default();
@@ -417,7 +436,10 @@ mod tests {
         let old = Fake::qemu().with(key::ID, &1u32.to_le_bytes());
         assert_eq!(FwCfg::probe(old).err(), Some(FwCfgError::NoDma(1)));
         let other = Fake::qemu().with(key::SIGNATURE, b"BOCH");
-        assert!(matches!(FwCfg::probe(other).err(), Some(FwCfgError::NoDevice(_))));
+        assert!(matches!(
+            FwCfg::probe(other).err(),
+            Some(FwCfgError::NoDevice(_))
+        ));
     }
 
     #[test]
@@ -438,8 +460,13 @@ mod tests {
     #[test]
     fn command_lines() {
         let (size, data) = cmdline_item("console=ttyAMA0 hypstub.el=1");
-        let f = Fake::qemu().with(key::CMDLINE_SIZE, &size).with(key::CMDLINE_DATA, &data);
-        assert_eq!(FwCfg::probe(f).unwrap().cmdline().unwrap(), "console=ttyAMA0 hypstub.el=1");
+        let f = Fake::qemu()
+            .with(key::CMDLINE_SIZE, &size)
+            .with(key::CMDLINE_DATA, &data);
+        assert_eq!(
+            FwCfg::probe(f).unwrap().cmdline().unwrap(),
+            "console=ttyAMA0 hypstub.el=1"
+        );
         assert_eq!(FwCfg::probe(Fake::qemu()).unwrap().cmdline().unwrap(), "");
     }
 
@@ -456,7 +483,10 @@ mod tests {
         let f = Fake::qemu()
             .with(key::CMDLINE_SIZE, &4u32.to_le_bytes())
             .with(key::CMDLINE_DATA, b"abcd");
-        assert!(matches!(FwCfg::probe(f).unwrap().cmdline(), Err(FwCfgError::Truncated { .. })));
+        assert!(matches!(
+            FwCfg::probe(f).unwrap().cmdline(),
+            Err(FwCfgError::Truncated { .. })
+        ));
         // Too large to accept.
         let f = Fake::qemu().with(key::CMDLINE_SIZE, &(CMDLINE_LIMIT + 1).to_le_bytes());
         assert!(matches!(
@@ -486,8 +516,11 @@ mod tests {
             self.log.borrow_mut().push(Op::Event("start"));
         }
         fn control(&mut self, d: &DmaAccess) -> u32 {
-            self.descriptors
-                .push((u32::from_be(d.control), u32::from_be(d.length), u64::from_be(d.address)));
+            self.descriptors.push((
+                u32::from_be(d.control),
+                u32::from_be(d.length),
+                u64::from_be(d.address),
+            ));
             self.log.borrow_mut().push(Op::Event("poll"));
             self.result.to_be()
         }
@@ -508,9 +541,18 @@ mod tests {
         }
     }
 
-    fn dma(result: u32) -> (DmaDevice<Regs, SharedRecorder>, std::rc::Rc<std::cell::RefCell<std::vec::Vec<Op>>>) {
+    fn dma(
+        result: u32,
+    ) -> (
+        DmaDevice<Regs, SharedRecorder>,
+        std::rc::Rc<std::cell::RefCell<std::vec::Vec<Op>>>,
+    ) {
         let log = std::rc::Rc::new(std::cell::RefCell::new(std::vec::Vec::new()));
-        let regs = Regs { log: log.clone(), result, descriptors: std::vec::Vec::new() };
+        let regs = Regs {
+            log: log.clone(),
+            result,
+            descriptors: std::vec::Vec::new(),
+        };
         (DmaDevice::new(regs, SharedRecorder(log.clone())), log)
     }
 
@@ -522,13 +564,27 @@ mod tests {
         d.read(key::KERNEL_DATA, Dest::Buf(&mut buf)).unwrap();
         let log = log.borrow();
         assert_eq!(log.len(), 5, "{log:?}");
-        assert_eq!(log[0], Op::CleanInvalidate(a..a + 64), "no dirty line may land over the DMA data");
-        assert!(matches!(&log[1], Op::Clean(r) if r.end - r.start == 16), "descriptor cleaned before the start");
+        assert_eq!(
+            log[0],
+            Op::CleanInvalidate(a..a + 64),
+            "no dirty line may land over the DMA data"
+        );
+        assert!(
+            matches!(&log[1], Op::Clean(r) if r.end - r.start == 16),
+            "descriptor cleaned before the start"
+        );
         assert_eq!(log[2], Op::Event("start"));
         assert_eq!(log[3], Op::Event("poll"));
-        assert_eq!(log[4], Op::Invalidate(a..a + 64), "stale lines dropped after the DMA");
+        assert_eq!(
+            log[4],
+            Op::Invalidate(a..a + 64),
+            "stale lines dropped after the DMA"
+        );
         let (c, l, addr) = d.parts().0.descriptors[0];
-        assert_eq!(c, CTL_READ | CTL_SELECT | (u32::from(key::KERNEL_DATA) << 16));
+        assert_eq!(
+            c,
+            CTL_READ | CTL_SELECT | (u32::from(key::KERNEL_DATA) << 16)
+        );
         assert_eq!((l, addr), (64, a));
     }
 
@@ -538,11 +594,22 @@ mod tests {
         let dest = 0x4020_0000..0x4020_0000 + (1u64 << 30) + 4096;
         d.read(key::KERNEL_DATA, Dest::Phys(dest)).unwrap();
         let log = log.borrow();
-        assert!(log.iter().all(|op| !matches!(op, Op::Invalidate(_) | Op::CleanInvalidate(_))), "{log:?}");
+        assert!(
+            log.iter()
+                .all(|op| !matches!(op, Op::Invalidate(_) | Op::CleanInvalidate(_))),
+            "{log:?}"
+        );
         let descs = &d.parts().0.descriptors;
         assert_eq!(descs.len(), 2);
-        assert_eq!(descs[0], (CTL_READ | CTL_SELECT | (0x11 << 16), 1 << 30, 0x4020_0000));
-        assert_eq!(descs[1], (CTL_READ, 4096, 0x4020_0000 + (1 << 30)), "continues without re-selecting");
+        assert_eq!(
+            descs[0],
+            (CTL_READ | CTL_SELECT | (0x11 << 16), 1 << 30, 0x4020_0000)
+        );
+        assert_eq!(
+            descs[1],
+            (CTL_READ, 4096, 0x4020_0000 + (1 << 30)),
+            "continues without re-selecting"
+        );
     }
 
     #[test]
@@ -551,7 +618,10 @@ mod tests {
         let mut buf = [0u8; 4];
         assert_eq!(
             d.read(key::ID, Dest::Buf(&mut buf)),
-            Err(FwCfgError::Dma { key: key::ID, control: CTL_ERROR })
+            Err(FwCfgError::Dma {
+                key: key::ID,
+                control: CTL_ERROR
+            })
         );
     }
 }

@@ -59,7 +59,14 @@ static L2_LOW: Table = Table({
     let mut i = 0;
     while i < 512 {
         let pa = i as u64 * MIB2;
-        t[i] = Entry::block(pa, if pa < FLASH_END { Kind::Code } else { Kind::Device });
+        t[i] = Entry::block(
+            pa,
+            if pa < FLASH_END {
+                Kind::Code
+            } else {
+                Kind::Device
+            },
+        );
         i += 1;
     }
     t
@@ -145,17 +152,17 @@ unsafe extern "C" {
     pub fn qemu_virt_el1_entry();
 }
 
+// The layout the linker script and the early tables assume.
+const _: () = {
+    assert!(DTB.end <= RESIDENT.start);
+    assert!(RESIDENT.end == EL1_RAM.start);
+    assert!(EL1_RAM.end == PAYLOAD_LOWEST);
+    assert!(PAYLOAD_LOWEST.is_multiple_of(MIB2));
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn layout_is_consistent() {
-        assert!(DTB.end <= RESIDENT.start);
-        assert_eq!(RESIDENT.end, EL1_RAM.start);
-        assert_eq!(EL1_RAM.end, PAYLOAD_LOWEST);
-        assert_eq!(PAYLOAD_LOWEST % MIB2, 0);
-    }
 
     #[test]
     fn early_map_leaves_the_stub_unmapped() {
@@ -165,6 +172,9 @@ mod tests {
         assert_ne!(page(RESIDENT.end), 0);
         assert_ne!(page(DTB.start), 0);
         assert_eq!(L2_LOW.0[0].bits() & (1 << 53), 0, "flash is executable");
-        assert_ne!(L2_LOW.0[(PL011 as u64 / MIB2) as usize].bits() & (1 << 54), 0);
+        assert_ne!(
+            L2_LOW.0[(PL011 as u64 / MIB2) as usize].bits() & (1 << 54),
+            0
+        );
     }
 }
