@@ -1,1 +1,267 @@
-//! Integration test helpers.
+//! Helpers for hypstub's integration tests (`tests/tests/*.rs`): build the images once
+//! per test binary, boot them on QEMU with a timeout, and check the serial log and the
+//! exit status against the markers of docs/CONTRACTS.md.
+//!
+//! Every check that fails panics with the whole serial log, QEMU's own stderr and the
+//! command line, so a failure in CI can be read without rerunning it. A test that needs
+//! QEMU or an image never skips: a missing asset is a failure.
+//!
+//! Depends on the `xtask` library (building, finding QEMU, running it) and nothing else.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use xtask::image::{self, Board, BuildOptions, Payload};
+use xtask::qemu::{self, Qemu};
+use xtask::runner::{Capture, QemuRun, RunOutcome};
+
+/// How long one boot may take before QEMU is killed and the test fails.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The QEMU to run, found once. Panics (with what to do) when there is none: in CI
+/// (`CI=true`) a missing QEMU is a broken runner; elsewhere `cargo xtask test` installs it.
+pub fn qemu() -> &'static Qemu {
+    static QEMU: OnceLock<Result<Qemu, String>> = OnceLock::new();
+    let found = QEMU.get_or_init(|| qemu::find().map_err(|e| e.to_string()));
+    match found {
+        Ok(qemu) => qemu,
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
+            "CI=true and no usable QEMU: {e}. These tests need {} {} or later; .ci/run gets \
+             it through `cargo xtask test`, which installs it.",
+            qemu::BINARY,
+            qemu::MIN_VERSION
+        ),
+        Err(e) => panic!(
+            "no usable QEMU: {e}. Run `cargo xtask test`, which installs {} {} or later \
+             (as root on Debian or Ubuntu; otherwise it prints the commands), or set {} to \
+             a QEMU binary.",
+            qemu::BINARY,
+            qemu::MIN_VERSION,
+            qemu::OVERRIDE_ENV
+        ),
+    }
+}
+
+/// Builds (once per test binary) and returns an image, or panics with the build error in
+/// every test that needs it.
+fn built<E: std::fmt::Display>(
+    cell: &'static OnceLock<Result<PathBuf, String>>,
+    what: &str,
+    build: fn(BuildOptions) -> Result<image::Built, E>,
+) -> &'static Path {
+    let opts = BuildOptions {
+        quiet: true,
+        ..BuildOptions::default()
+    };
+    match cell.get_or_init(|| build(opts).map(|b| b.image).map_err(|e| format!("{e:#}"))) {
+        Ok(path) => path,
+        Err(e) => panic!("building the {what} failed: {e}"),
+    }
+}
+
+/// The qemu-virt firmware image (`-bios`), built in release mode.
+pub fn firmware() -> &'static Path {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    built(&IMAGE, "qemu-virt firmware", |opts| {
+        image::build_firmware(Board::QemuVirt, opts)
+    })
+}
+
+/// The ABI client payload image (`-kernel`).
+pub fn abi_client() -> &'static Path {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    built(&IMAGE, "abi-client payload", |opts| {
+        image::build_payload(Payload::AbiClient, opts)
+    })
+}
+
+/// A QEMU `virt` machine booting the firmware, with the defaults of [`QemuRun::new`].
+pub fn machine() -> QemuRun {
+    // Look for QEMU before building, so that a missing QEMU is reported first and fast.
+    qemu();
+    QemuRun::new(firmware())
+}
+
+/// Boots `run` to its end (at most [`BOOT_TIMEOUT`]); `name` labels the echoed log lines.
+/// Panics with the log if QEMU does not finish in time.
+pub fn boot(name: &str, run: &QemuRun) -> Boot {
+    let qemu = qemu();
+    let capture = Capture {
+        echo_prefix: Some(format!("[{name}] ")),
+        ..Capture::with_timeout(BOOT_TIMEOUT)
+    };
+    eprintln!(
+        "[{name}] $ {}",
+        xtask::display_command(&run.captured_command(qemu))
+    );
+    match run.run_captured(qemu, &capture) {
+        Ok(outcome) => Boot {
+            name: name.to_owned(),
+            outcome,
+        },
+        Err(e) => panic!("{name}: {e}"),
+    }
+}
+
+/// A finished boot, with assertions that print everything on failure.
+#[derive(Debug)]
+pub struct Boot {
+    /// The test's label.
+    pub name: String,
+    /// What QEMU did.
+    pub outcome: RunOutcome,
+}
+
+impl Boot {
+    /// The serial log.
+    pub fn log(&self) -> &str {
+        &self.outcome.log
+    }
+
+    #[track_caller]
+    fn fail(&self, what: &str) -> ! {
+        let o = &self.outcome;
+        panic!(
+            "{}: {what}\ncommand: {}\nQEMU ended with {} after {:.1} s\n\
+             --- serial log ---\n{}\n--- QEMU stderr ---\n{}\n--- end ---",
+            self.name,
+            o.command,
+            o.status,
+            o.elapsed.as_secs_f32(),
+            o.log,
+            o.stderr
+        )
+    }
+
+    /// QEMU exited with status 0 (PSCI SYSTEM_OFF).
+    #[track_caller]
+    pub fn assert_success(&self) -> &Self {
+        if !self.outcome.status.success() {
+            self.fail(&format!(
+                "QEMU exited with {}, expected 0",
+                self.outcome.status
+            ));
+        }
+        self
+    }
+
+    /// The serial log contains `needle`.
+    #[track_caller]
+    pub fn assert_contains(&self, needle: &str) -> &Self {
+        if !self.log().contains(needle) {
+            self.fail(&format!("serial log lacks {needle:?}"));
+        }
+        self
+    }
+
+    /// The serial log does not contain `needle`.
+    #[track_caller]
+    pub fn assert_lacks(&self, needle: &str) -> &Self {
+        if self.log().contains(needle) {
+            self.fail(&format!(
+                "serial log contains {needle:?}, which it must not"
+            ));
+        }
+        self
+    }
+
+    /// Bad input was rejected before the hand-off (DESIGN.md section 4): the error phrase,
+    /// `hypstub: stopping`, a clean power-off, and no payload entered.
+    #[track_caller]
+    pub fn assert_rejected(&self, phrase: &str) -> &Self {
+        self.assert_success()
+            .assert_contains(phrase)
+            .assert_contains("hypstub: stopping")
+            .assert_lacks("payload: entering")
+    }
+}
+
+/// Fields of an arm64 Image header (Linux Documentation/arch/arm64/booting.rst).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageHeader {
+    /// First instruction (normally a branch past the header).
+    pub code0: u32,
+    /// Second instruction.
+    pub code1: u32,
+    /// Offset from a 2 MiB-aligned base to load at.
+    pub text_offset: u64,
+    /// Bytes the image needs in memory, `.bss` included.
+    pub image_size: u64,
+    /// Bit 0 big-endian, bits 1-2 page size, bit 3 "anywhere in RAM".
+    pub flags: u64,
+}
+
+/// The arm64 Image magic, "ARM\x64" little-endian, at offset 0x38.
+pub const IMAGE_MAGIC: u32 = 0x644d_5241;
+
+impl ImageHeader {
+    /// The 64 header bytes, little-endian.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        let mut h = [0u8; 64];
+        h[0x00..0x04].copy_from_slice(&self.code0.to_le_bytes());
+        h[0x04..0x08].copy_from_slice(&self.code1.to_le_bytes());
+        h[0x08..0x10].copy_from_slice(&self.text_offset.to_le_bytes());
+        h[0x10..0x18].copy_from_slice(&self.image_size.to_le_bytes());
+        h[0x18..0x20].copy_from_slice(&self.flags.to_le_bytes());
+        // res2, res3, res4 (0x20..0x38) stay 0.
+        h[0x38..0x3c].copy_from_slice(&IMAGE_MAGIC.to_le_bytes());
+        // res5 (0x3c..0x40) stays 0.
+        h
+    }
+}
+
+/// `len` pseudo-random bytes (xorshift64 from `seed`): reproducible junk.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes `bytes` to `dir/name` (creating `dir`) and returns the path.
+pub fn write_asset(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&path, bytes))
+        .unwrap_or_else(|e| panic!("writing test asset {}: {e}", path.display()));
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_layout() {
+        let h = ImageHeader {
+            code0: 0x1122_3344,
+            code1: 0x5566_7788,
+            text_offset: 0x8_0000,
+            image_size: 1 << 30,
+            flags: 0b1010,
+        }
+        .to_bytes();
+        assert_eq!(&h[0..4], &[0x44, 0x33, 0x22, 0x11]);
+        assert_eq!(u64::from_le_bytes(h[8..16].try_into().unwrap()), 0x8_0000);
+        assert_eq!(u64::from_le_bytes(h[16..24].try_into().unwrap()), 1 << 30);
+        assert_eq!(u64::from_le_bytes(h[24..32].try_into().unwrap()), 0b1010);
+        assert!(h[0x20..0x38].iter().all(|&b| b == 0));
+        assert_eq!(&h[0x38..0x3c], b"ARM\x64");
+        assert!(h[0x3c..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn junk_is_reproducible_and_headerless() {
+        let a = pseudo_random_bytes(1 << 20, 42);
+        assert_eq!(a.len(), 1 << 20);
+        assert_eq!(a, pseudo_random_bytes(1 << 20, 42));
+        assert_ne!(&a[0x38..0x3c], b"ARM\x64");
+    }
+}

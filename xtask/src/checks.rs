@@ -1,0 +1,245 @@
+//! The steps of `cargo xtask test`: everything CI runs (`.ci/run`), in order, stopping at
+//! the first failure.
+//!
+//! Cheap static checks come first so that a formatting slip fails in seconds, not after
+//! a QEMU run; QEMU is installed (when needed) only after everything that does not need it.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::image::{self, Board, BuildOptions, Payload, TARGET};
+use crate::{cargo, qemu, run};
+
+/// One step: a title for the heading and summary, and what it does.
+pub struct Step {
+    /// Shown in the heading and the summary.
+    pub title: String,
+    action: Box<dyn FnOnce() -> anyhow::Result<()>>,
+}
+
+impl Step {
+    /// A step running `action`.
+    pub fn new(
+        title: impl Into<String>,
+        action: impl FnOnce() -> anyhow::Result<()> + 'static,
+    ) -> Self {
+        Step {
+            title: title.into(),
+            action: Box::new(action),
+        }
+    }
+
+    /// A step running `cargo <args>` in the workspace.
+    pub fn cargo(title: impl Into<String>, args: &'static [&'static str]) -> Self {
+        Step::new(title, move || run(cargo().args(args), false))
+    }
+}
+
+/// The CI steps, in order.
+pub fn ci_steps() -> Vec<Step> {
+    vec![
+        Step::cargo("rustfmt", &["fmt", "--all", "--", "--check"]),
+        Step::cargo(
+            "clippy (host)",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        Step::cargo(
+            format!("clippy ({TARGET})"),
+            &[
+                "clippy",
+                "--release",
+                "-p",
+                "hypstub-boards",
+                "-p",
+                "abi-client",
+                "--target",
+                TARGET,
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        Step::cargo(
+            "host unit tests",
+            &[
+                "test",
+                "--workspace",
+                "--exclude",
+                "hypstub-tests",
+                "--exclude",
+                "abi-client",
+            ],
+        ),
+        Step::new("QEMU", || {
+            let qemu = qemu::ensure()?;
+            println!("QEMU {} at {}", qemu.version, qemu.path.display());
+            Ok(())
+        }),
+        Step::new("firmware image (qemu-virt)", || {
+            let built = image::build_firmware(Board::QemuVirt, BuildOptions::default())?;
+            println!("{}: {}", built.image.display(), built.size_text());
+            Ok(())
+        }),
+        Step::new("ABI client payload", || {
+            let built = image::build_payload(Payload::AbiClient, BuildOptions::default())?;
+            println!("{}: {}", built.image.display(), built.size_text());
+            Ok(())
+        }),
+        Step::cargo(
+            "QEMU integration tests",
+            &["test", "-p", "hypstub-tests", "--", "--test-threads=2"],
+        ),
+    ]
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It succeeded.
+    Passed,
+    /// It failed with this error.
+    Failed(String),
+    /// An earlier step failed, so it did not run.
+    Skipped,
+}
+
+/// The record of one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    /// The step's title.
+    pub title: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+/// The record of a whole run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// One per step, in order.
+    pub steps: Vec<StepReport>,
+}
+
+impl Summary {
+    /// Every step passed.
+    pub fn passed(&self) -> bool {
+        self.steps.iter().all(|s| s.outcome == Outcome::Passed)
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for step in &self.steps {
+            let time = format!("{:7.1}s", step.elapsed.as_secs_f32());
+            match &step.outcome {
+                Outcome::Passed => writeln!(f, "  ok      {time}  {}", step.title)?,
+                Outcome::Failed(e) => writeln!(f, "  FAILED  {time}  {}: {e}", step.title)?,
+                Outcome::Skipped => writeln!(f, "  skipped           {}", step.title)?,
+            }
+        }
+        let total: Duration = self.steps.iter().map(|s| s.elapsed).sum();
+        let verdict = if self.passed() {
+            "all passed"
+        } else {
+            "FAILED"
+        };
+        write!(f, "{verdict} in {:.1}s", total.as_secs_f32())
+    }
+}
+
+/// Runs `steps` in order with a heading each, stopping at the first failure.
+pub fn run_steps(steps: Vec<Step>) -> Summary {
+    let count = steps.len();
+    let mut summary = Summary::default();
+    let mut failed = false;
+    for (i, step) in steps.into_iter().enumerate() {
+        if failed {
+            summary.steps.push(StepReport {
+                title: step.title,
+                outcome: Outcome::Skipped,
+                elapsed: Duration::ZERO,
+            });
+            continue;
+        }
+        println!("\n==> [{}/{count}] {}", i + 1, step.title);
+        let start = Instant::now();
+        let outcome = match (step.action)() {
+            Ok(()) => Outcome::Passed,
+            Err(e) => {
+                failed = true;
+                println!("==> {} FAILED: {e:#}", step.title);
+                Outcome::Failed(format!("{e:#}"))
+            }
+        };
+        summary.steps.push(StepReport {
+            title: step.title,
+            outcome,
+            elapsed: start.elapsed(),
+        });
+    }
+    summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stops_at_first_failure() {
+        let ran = std::rc::Rc::new(std::cell::Cell::new(0));
+        let counter = |ran: &std::rc::Rc<std::cell::Cell<u32>>| {
+            let ran = ran.clone();
+            move || {
+                ran.set(ran.get() + 1);
+                Ok(())
+            }
+        };
+        let steps = vec![
+            Step::new("one", counter(&ran)),
+            Step::new("two", || anyhow::bail!("broken")),
+            Step::new("three", counter(&ran)),
+        ];
+        let summary = run_steps(steps);
+        assert_eq!(ran.get(), 1);
+        assert!(!summary.passed());
+        let outcomes: Vec<_> = summary.steps.iter().map(|s| s.outcome.clone()).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Passed,
+                Outcome::Failed("broken".into()),
+                Outcome::Skipped
+            ]
+        );
+        let text = summary.to_string();
+        assert!(
+            text.contains("FAILED") && text.contains("two: broken"),
+            "{text}"
+        );
+        assert!(text.contains("skipped           three"), "{text}");
+    }
+
+    #[test]
+    fn ci_step_order() {
+        let titles: Vec<_> = ci_steps().into_iter().map(|s| s.title).collect();
+        assert_eq!(titles.first().map(String::as_str), Some("rustfmt"));
+        assert_eq!(
+            titles.last().map(String::as_str),
+            Some("QEMU integration tests")
+        );
+        let qemu = titles.iter().position(|t| t == "QEMU").unwrap();
+        let unit = titles.iter().position(|t| t == "host unit tests").unwrap();
+        assert!(
+            unit < qemu,
+            "QEMU is only installed once the cheap checks pass"
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! The host side of hypstub: what `cargo xtask` and the integration tests share.
+//!
+//! - [`image`]: build a board's firmware or a test payload with plain `cargo build` and
+//!   turn the ELF into a raw image with `llvm-objcopy`, under `target/hypstub/`.
+//! - [`qemu`] and [`apt`]: find `qemu-system-aarch64` 9.0 or later, or install it (on
+//!   Debian 12 from `bookworm-backports` of the archive the machine already uses).
+//! - [`runner`]: one QEMU `virt` run, described as data, with the serial console captured,
+//!   a timeout, and an optional marker to stop at.
+//! - [`checks`]: the steps of `cargo xtask test`, the same ones CI runs.
+//!
+//! Principles: plain cargo stays the build system (`cargo build -p hypstub-boards --target
+//! aarch64-unknown-none-softfloat` works without xtask; xtask only adds objcopy and QEMU);
+//! every command xtask runs is printed before it runs; nothing here knows a mirror or
+//! download host. This crate runs on the host only and depends on no firmware crate.
+
+pub mod apt;
+pub mod checks;
+pub mod image;
+pub mod qemu;
+pub mod runner;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+
+/// The workspace root (the directory holding the top `Cargo.toml`).
+pub fn workspace_root() -> &'static Path {
+    // xtask/ sits directly below the root; this is fixed at compile time, so it also holds
+    // when the library is used from the integration tests.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask's manifest directory has a parent")
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR` if set (made absolute against the
+/// current directory, as cargo does), else `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                std::env::current_dir()
+                    .map(|cwd| cwd.join(&dir))
+                    .unwrap_or(dir)
+            }
+        }
+        None => workspace_root().join("target"),
+    }
+}
+
+/// Where xtask writes images: `<target>/hypstub`.
+pub fn output_dir() -> PathBuf {
+    target_dir().join("hypstub")
+}
+
+/// A `cargo` command run in the workspace root, with an absolute `CARGO_TARGET_DIR`, so
+/// that every nested build (from xtask or from a test binary, whose working directory is
+/// its package) shares one target directory.
+pub fn cargo() -> Command {
+    let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(program);
+    cmd.current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", target_dir());
+    cmd
+}
+
+/// Runs `cmd` with inherited stdio, printing it first (to stderr) unless `quiet`;
+/// fails unless it exits with status 0.
+pub fn run(cmd: &mut Command, quiet: bool) -> anyhow::Result<()> {
+    let shown = display_command(cmd);
+    if !quiet {
+        eprintln!("+ {shown}");
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// A command as a line a shell would accept (arguments quoted where needed).
+pub fn display_command(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(shell_quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Quotes one word for a POSIX shell, leaving plain words alone.
+pub fn shell_quote(word: &OsStr) -> String {
+    let word = word.to_string_lossy();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-+=/.,:@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.into_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        let mut cmd = Command::new("qemu-system-aarch64");
+        cmd.args([
+            "-M",
+            "virt,gic-version=3",
+            "-append",
+            "hypstub.el=1 x",
+            "",
+            "it's",
+        ]);
+        assert_eq!(
+            display_command(&cmd),
+            r"qemu-system-aarch64 -M virt,gic-version=3 -append 'hypstub.el=1 x' '' 'it'\''s'"
+        );
+    }
+
+    #[test]
+    fn workspace_layout() {
+        assert!(workspace_root().join("Cargo.toml").is_file());
+        assert!(workspace_root().join("xtask").is_dir());
+        assert!(output_dir().ends_with("hypstub"));
+    }
+}
