@@ -33,7 +33,13 @@ pub enum BootError {
         /// The end of RAM.
         ram_end: u64,
     },
-    /// Entering at EL2 needs the relocation engine, which is not there yet.
-    #[error("hypstub.el=2 is not available yet (it needs the relocation engine); boot with hypstub.el=1 to enter the payload at EL1 under the stub")]
-    El2NotAvailable,
+    /// The built-in demo saw wrong answers from the stub.
+    #[error("demo: the stub's answers were wrong (see above); not relocating the demo payload")]
+    DemoFailed,
+    /// The EL1 stage could not map RAM.
+    #[error(transparent)]
+    Map(#[from] crate::el1::map::MapError),
+    /// The relocation plan was refused.
+    #[error("reloc: {0}")]
+    Plan(#[from] reloc::plan::PlanError),
 }

@@ -23,14 +23,16 @@ mod firmware {
     use buddy_system_allocator::LockedHeap;
     use el2_stub::console::line;
     use el2_stub::regs::{self, CpuFeatures};
+    use hypstub_boards::el1::IdentityMemory;
     use hypstub_boards::error::BootError;
     use hypstub_boards::qemu_virt::fw_cfg::{self, FwCfg};
     use hypstub_boards::qemu_virt::{self as board, QemuVirt};
     use hypstub_boards::{console, demo, el1};
     use loader::fdt::{Dtb, Edits};
     use loader::image::{self, ImageHeader};
-    use loader::options::{self, El, Options};
-    use log::{error, info, LevelFilter};
+    use loader::options::{self, CopyMode, El, Options};
+    use log::{error, info, warn, LevelFilter};
+    use reloc::plan::{Finish, Layout, Planner};
 
     el2_stub::platform!(QemuVirt);
 
@@ -115,13 +117,22 @@ mod firmware {
         }
     }
 
-    /// What the hand-off needs.
+    /// What the point of no return needs: the engine and its argument block.
     struct Handoff {
-        entry: u64,
-        dtb: u64,
+        engine: u64,
+        args: u64,
     }
 
-    /// Everything before the point of no return: each step can fail with a message.
+    /// Where the payload's bytes come from.
+    enum Source {
+        /// The user's `-kernel`, through fw_cfg, of this many bytes.
+        FwCfg(u32),
+        /// The built-in demo payload, in the image.
+        Demo(&'static [u8]),
+    }
+
+    /// Everything before the point of no return: each step can fail with a message, and
+    /// nothing the payload will need is overwritten until the engine runs.
     fn boot(dtb_addr: u64) -> Result<Handoff, BootError> {
         let mut fw = FwCfg::probe(fw_cfg::DmaDevice::new(
             fw_cfg::Mmio {
@@ -143,86 +154,219 @@ mod firmware {
             ram.end,
             (ram.end - ram.start) >> 20
         );
+        map_all_ram(&ram)?;
 
-        let size = fw.kernel_size()?;
-        if size == 0 {
-            let ok = demo::run();
-            info!("demo: powering off");
-            if !ok {
-                error!("demo: some answers were wrong (see above)");
+        let source = match fw.kernel_size()? {
+            0 => {
+                if !demo::run() {
+                    return Err(BootError::DemoFailed);
+                }
+                Source::Demo(board::demo_payload())
             }
-            board::power_off();
-        }
-
-        let header = ImageHeader::parse(&fw.kernel_header()?)?;
-        let dest = image::place(
+            n => Source::FwCfg(n),
+        };
+        let (size, header) = match &source {
+            Source::FwCfg(n) => (u64::from(*n), fw.kernel_header()?),
+            Source::Demo(b) => {
+                let mut h = [0u8; fw_cfg::HEADER_LEN];
+                h.copy_from_slice(&b[..fw_cfg::HEADER_LEN]);
+                (b.len() as u64, h)
+            }
+        };
+        let header = ImageHeader::parse(&header)?;
+        let el = if opts.el == El::One { 1 } else { 2 };
+        // Only a payload at EL1 keeps the stub; at EL2 the payload owns EL2 and the stub's
+        // RAM is free once the engine runs.
+        let protected: &[Range<u64>] = if el == 1 {
+            core::slice::from_ref(&board::RESIDENT)
+        } else {
+            &[]
+        };
+        let image = image::place(
             &header,
-            u64::from(size),
+            size,
             ram.clone(),
-            &[board::DTB, board::RESIDENT, board::EL1_RAM],
-            board::PAYLOAD_LOWEST,
+            protected,
+            board::lowest_base(&header),
         )?;
         info!(
-            "payload: arm64 Image, {size} bytes, text_offset {:#x}, image_size {:#x}: placed at {:#x}..{:#x}",
+            "payload: arm64 Image, {size} bytes, text_offset {:#x}, image_size {:#x}: destination {:#x}..{:#x}",
             header.effective_text_offset(),
-            header.effective_size(u64::from(size)),
-            dest.start,
-            dest.end
+            header.effective_size(size),
+            image.start,
+            image.end
         );
-        if opts.el == El::Two {
-            return Err(BootError::El2NotAvailable);
-        }
         options::check_length(&payload_cmdline, options::LINUX_COMMAND_LINE_SIZE)?;
-
         let initrd = match fw.initrd_size()? {
             0 => None,
             n => {
-                let start = dest.end.next_multiple_of(4096);
-                let r = start..start + u64::from(n);
-                if r.end > ram.end {
-                    return Err(BootError::InitrdDoesNotFit {
-                        size: u64::from(n),
-                        at: start,
-                        ram_end: ram.end,
-                    });
-                }
-                Some(r)
+                let start = image.end.next_multiple_of(4096);
+                Some(start..start + u64::from(n))
             }
         };
 
-        // Edits first: if the DTB cannot take them, nothing has been loaded yet.
-        let mut edits = Edits::new().bootargs(&payload_cmdline).memreserve(
-            board::RESIDENT.start,
-            board::RESIDENT.end - board::RESIDENT.start,
-        );
+        // DTB edits first: if the DTB cannot take them, nothing has been loaded yet.
+        let mut edits = Edits::new().bootargs(&payload_cmdline);
+        if el == 1 {
+            edits = edits.memreserve(
+                board::RESIDENT.start,
+                board::RESIDENT.end - board::RESIDENT.start,
+            );
+        }
         if let Some(r) = &initrd {
             edits = edits.initrd(r.start, r.end);
         }
         dtb.apply(&edits)?;
-        info!(
-            "dtb: bootargs \"{payload_cmdline}\"; stub RAM {:#x}..{:#x} reserved",
-            board::RESIDENT.start,
-            board::RESIDENT.end
-        );
+        // The DTB moves too, after the image and the initrd: where QEMU left it is where a
+        // payload may want to be (booting.rst: as close as possible to the base of RAM).
         let dtb_len = dtb.size() as u64;
-        // The payload reads the DTB with its MMU off.
-        use el1::cache::Cache;
-        el1::cache::CpuCache.clean(dtb_addr..dtb_addr + dtb_len);
+        let dtb_dest = initrd
+            .as_ref()
+            .map_or(image.end, |r| r.end)
+            .next_multiple_of(4096);
+        info!(
+            "dtb: bootargs \"{payload_cmdline}\"{}; moves to {dtb_dest:#x}",
+            if el == 1 {
+                "; the stub's RAM reserved"
+            } else {
+                ""
+            }
+        );
 
-        fw.load_kernel(dest.start..dest.start + u64::from(size))?;
-        if let Some(r) = initrd {
-            fw.load_initrd(r.clone())?;
-            info!(
-                "initrd: {} bytes at {:#x}..{:#x}",
-                r.end - r.start,
-                r.start,
-                r.end
-            );
+        // The plan: staging pages in free RAM, none inside a destination, none where the
+        // EL1 stage or the DTB still are.
+        let mut planner = Planner::new(
+            Layout {
+                ram: alloc::vec![ram.clone()],
+                protected: protected
+                    .iter()
+                    .map(|r| (r.clone(), "the stub's resident RAM"))
+                    .collect(),
+                // The whole image span (its .bss too) is the payload's from its first instruction.
+                busy: alloc::vec![board::DTB, board::EL1_RAM, image.clone()],
+                console: Some(board::PL011 as u64),
+                pa_bits: pa_bits(),
+            },
+            IdentityMemory,
+        )?;
+        let kernel = planner.add_segment("payload", image.start..image.start + size)?;
+        let initrd_seg = match &initrd {
+            Some(r) => Some(planner.add_segment("initrd", r.clone())?),
+            None => None,
+        };
+        let dtb_seg = planner.add_segment("dtb", dtb_dest..dtb_dest + dtb_len)?;
+        let runs = planner.stage()?;
+        let mut cpu_written = alloc::vec::Vec::new();
+        match source {
+            Source::FwCfg(_) => fw.load_kernel_runs(&runs[kernel])?,
+            Source::Demo(bytes) => {
+                copy_into(&runs[kernel], bytes);
+                cpu_written.extend(runs[kernel].iter().cloned());
+            }
         }
+        if let Some(i) = initrd_seg {
+            fw.load_initrd_runs(&runs[i])?;
+        }
+        copy_into(&runs[dtb_seg], dtb.as_bytes());
+        cpu_written.extend(runs[dtb_seg].iter().cloned());
+        let crc_hw = cpu_has_crc32();
+        let ready = planner.finish(Finish {
+            entry: image.start,
+            regs: [dtb_dest, 0, 0, 0],
+            el,
+            mmu: opts.copy == CopyMode::Mmu,
+            digests: opts.verify && crc_hw,
+            crc_hw,
+            psci_stop: true,
+            engine: reloc::engine::code(),
+        })?;
+        if opts.verify && !crc_hw {
+            warn!("reloc: this CPU has no CRC32 instructions: copies are not verified");
+        }
+        #[cfg(feature = "test-corrupt-staging")]
+        corrupt_first_staged_page(&runs[kernel], &mut cpu_written);
+        info!(
+            "reloc: {} bytes staged in {} pages; {} list pages, {} page-table pages; engine at {:#x}, argument block at {:#x}; copy with the MMU {}",
+            ready.bytes,
+            ready.staging_pages,
+            ready.list_pages,
+            ready.table_pages,
+            ready.engine_entry,
+            ready.args,
+            if opts.copy == CopyMode::Mmu { "and caches on" } else { "off" }
+        );
+
+        // What the engine reads with its MMU off, or copies, must be in memory.
+        reloc::plan::clean_for_engine(&ready, &cpu_written, &mut el1::cache::CpuCache);
         Ok(Handoff {
-            entry: dest.start,
-            dtb: dtb_addr,
+            engine: ready.engine_entry,
+            args: ready.args,
         })
+    }
+
+    /// Maps all of RAM (the relocation writes anywhere in it) and switches to that map.
+    fn map_all_ram(ram: &Range<u64>) -> Result<(), BootError> {
+        let map = el1::map::build(
+            core::slice::from_ref(ram),
+            &board::RESIDENT,
+            &board::FLASH,
+            &board::DEVICES,
+        )?;
+        let root = map.root_address().0 as u64;
+        // The tables must outlive the EL1 stage; an active aarch64-paging map must never be
+        // dropped.
+        core::mem::forget(map);
+        // SAFETY: the new map covers everything the early one did (code, devices, the EL1
+        // stage's RAM) with the same attributes, so execution continues unchanged.
+        unsafe { el1::hypstub_el1_switch_tables(root, el1::map::TCR_EL1) };
+        info!(
+            "el1: all RAM mapped ({} page-table pages at {root:#x})",
+            "several"
+        );
+        Ok(())
+    }
+
+    fn copy_into(runs: &[Range<u64>], mut bytes: &[u8]) {
+        for r in runs {
+            let n = ((r.end - r.start) as usize).min(bytes.len());
+            // SAFETY: staging runs are RAM the planner allocated for this segment, mapped as
+            // data by the full map and used by nothing else.
+            let dst = unsafe {
+                core::slice::from_raw_parts_mut(r.start as *mut u8, (r.end - r.start) as usize)
+            };
+            dst[..n].copy_from_slice(&bytes[..n]);
+            dst[n..].fill(0);
+            bytes = &bytes[n..];
+        }
+    }
+
+    #[cfg(feature = "test-corrupt-staging")]
+    fn corrupt_first_staged_page(runs: &[Range<u64>], written: &mut alloc::vec::Vec<Range<u64>>) {
+        let p = runs[0].start;
+        warn!("test hook: corrupting the staged byte at {p:#x} after planning");
+        // SAFETY: the first staging page of the payload, mapped as data.
+        unsafe { (p as *mut u8).write_volatile(!(p as *const u8).read_volatile()) };
+        written.push(p..p + 4096);
+    }
+
+    /// The CPU's physical address size (ID_AA64MMFR0_EL1.PARange).
+    fn pa_bits() -> u32 {
+        use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1};
+        match ID_AA64MMFR0_EL1.get() & 0xf {
+            0 => 32,
+            1 => 36,
+            2 => 40,
+            3 => 42,
+            4 => 44,
+            5 => 48,
+            _ => 52,
+        }
+    }
+
+    /// FEAT_CRC32 (ID_AA64ISAR0_EL1.CRC32), which the engine's digest check uses.
+    fn cpu_has_crc32() -> bool {
+        use aarch64_cpu::registers::{Readable, ID_AA64ISAR0_EL1};
+        (ID_AA64ISAR0_EL1.get() >> 16) & 0xf != 0
     }
 
     fn report_options(opts: &Options, raw: &str) {
@@ -242,17 +386,24 @@ mod firmware {
             .ok_or(BootError::NoRam(board::RAM_START))
     }
 
-    /// The point of no return: MMU off, enter the payload at EL1.
+    /// The point of no return: HVC_SOFT_RESTART runs the engine at EL2 with x0 = the block.
     fn enter(h: Handoff) -> ! {
         info!(
-            "payload: entering at EL1 at {:#x} with x0 = DTB {:#x}; the stub stays at EL2",
-            h.entry, h.dtb
+            "reloc: HVC_SOFT_RESTART to the engine at {:#x} with the block at {:#x}",
+            h.engine, h.args
         );
-        // SAFETY: the payload is loaded and checked, the DTB cleaned to PoC; the hand-off
-        // cleans the EL1 stage's own RAM and never returns.
-        unsafe {
-            el1::hypstub_el1_handoff(h.entry, h.dtb, board::EL1_RAM.start, board::EL1_RAM.end)
-        }
+        smccc::hvc64(el2_stub::abi::HVC_SOFT_RESTART as u32, {
+            let mut a = [0u64; 17];
+            a[0] = h.engine;
+            a[1] = h.args;
+            a
+        });
+        // Only a refused call returns (the stub checks the entry).
+        error!(
+            "reloc: the stub refused HVC_SOFT_RESTART to {:#x}",
+            h.engine
+        );
+        board::power_off()
     }
 
     fn stop_with(e: &BootError) -> ! {

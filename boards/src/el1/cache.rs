@@ -91,3 +91,16 @@ impl Cache for Recorder {
         self.0.push(Op::CleanInvalidate(r));
     }
 }
+
+#[cfg(target_arch = "aarch64")]
+impl reloc::plan::Cache for CpuCache {
+    fn clean(&mut self, r: Range<u64>) {
+        Cache::clean(self, r);
+    }
+
+    fn invalidate_icache(&mut self) {
+        // SAFETY: invalidates all instruction caches to PoU (Arm ARM D7.5.9); `dsb` and `isb`
+        // complete it before anything runs from the pages just written.
+        unsafe { core::arch::asm!("ic iallu", "dsb nsh", "isb", options(nostack)) };
+    }
+}

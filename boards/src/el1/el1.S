@@ -35,38 +35,28 @@ hypstub_el1_mmu_on:
     isb
     ret
 
-// hypstub_el1_handoff(x0 = entry, x1 = DTB, x2 = start, x3 = end of the EL1 stage's RAM)
-// booting.rst: MMU off, caches clean to PoC, no stale I-cache lines, x0 = DTB, x1..x3 = 0.
-// The EL1 stage's own RAM is cleaned and invalidated here, after its last Rust stack use,
-// so no dirty line of it can be evicted over the payload's data later. Uses no stack.
-.section .text.hypstub_el1_handoff, "ax"
-.global hypstub_el1_handoff
-hypstub_el1_handoff:
-    mrs     x9, ctr_el0
-    ubfx    x9, x9, #16, #4
-    mov     x10, #4
-    lsl     x10, x10, x9
-    sub     x11, x10, #1
-    bic     x2, x2, x11
-1:  dc      civac, x2
-    add     x2, x2, x10
-    cmp     x2, x3
-    b.lo    1b
-    dsb     sy
-    ldr     x9, ={SCTLR_EL1_MMU_OFF}
-    msr     sctlr_el1, x9
+// hypstub_el1_switch_tables(x0 = TTBR0_EL1, x1 = TCR_EL1)
+// Replaces the translation tables. Changing live tables whose entries differ in size for the
+// same addresses needs break-before-make (Arm ARM D8.14.1); with no second TTBR to hop to,
+// the MMU goes off for the few instructions that swap them. Nothing here touches memory,
+// so the caches, which stay on, keep serving the same data afterwards.
+.section .text.hypstub_el1_switch_tables, "ax"
+.global hypstub_el1_switch_tables
+hypstub_el1_switch_tables:
+    mrs     x9, sctlr_el1
+    bic     x10, x9, #1
+    dsb     ish
+    msr     sctlr_el1, x10
     isb
-    ic      iallu
+    msr     tcr_el1, x1
+    msr     ttbr0_el1, x0
+    isb
     tlbi    vmalle1
     dsb     nsh
     isb
-    msr     vbar_el1, xzr
-    mov     x9, x0
-    mov     x0, x1
-    mov     x1, xzr
-    mov     x2, xzr
-    mov     x3, xzr
-    br      x9
+    msr     sctlr_el1, x9
+    isb
+    ret
 
 // The EL1 stage's vectors: every exception is unexpected. Each slot saves x0..x30 and calls
 // hypstub_el1_exception(frame, slot), which reports and stops.

@@ -1,8 +1,28 @@
-//! What every board's EL1 stage shares: the switch to MMU-on, the EL1 vectors and their
-//! fault reports, cache maintenance, and the hand-off to a payload at EL1.
+//! What every board's EL1 stage shares: the switch to MMU-on and to the full map, the EL1
+//! vectors and their fault reports, cache maintenance, and physical memory as the
+//! relocation planner sees it.
 
 pub mod cache;
+pub mod map;
 pub mod mmu;
+
+/// Physical memory through the EL1 stage's identity map (VA = PA), for the relocation
+/// planner.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdentityMemory;
+
+impl reloc::mem::Memory for IdentityMemory {
+    fn bytes(&self, pa: u64, len: usize) -> &[u8] {
+        // SAFETY: the planner only asks for pages of RAM it allocated from free memory, which
+        // the full map covers as data; nothing else uses them while the plan is built.
+        unsafe { core::slice::from_raw_parts(pa as *const u8, len) }
+    }
+
+    fn bytes_mut(&mut self, pa: u64, len: usize) -> &mut [u8] {
+        // SAFETY: as in `bytes`; `&mut self` keeps the planner's writes one at a time.
+        unsafe { core::slice::from_raw_parts_mut(pa as *mut u8, len) }
+    }
+}
 
 #[cfg(target_arch = "aarch64")]
 core::arch::global_asm!(
@@ -10,7 +30,6 @@ core::arch::global_asm!(
     MAIR_EL1 = const mmu::MAIR_EL1,
     TCR_EL1 = const mmu::TCR_EL1,
     SCTLR_EL1_MMU_ON = const mmu::SCTLR_EL1_MMU_ON,
-    SCTLR_EL1_MMU_OFF = const el2_stub::regs::SCTLR_EL1_MMU_OFF,
     FRAME_SIZE = const core::mem::size_of::<el2_stub::Frame>(),
 );
 
@@ -19,9 +38,9 @@ unsafe extern "C" {
     /// Loads MAIR/TCR/TTBR0_EL1, invalidates `[start, end)` by VA and the EL1 TLB, and
     /// turns the MMU and caches on.
     pub fn hypstub_el1_mmu_on(ttbr0: u64, start: u64, end: u64);
-    /// Cleans and invalidates `[start, end)` to PoC, turns the MMU and caches off and jumps
-    /// to `entry` with x0 = `dtb`, x1..x3 = 0.
-    pub fn hypstub_el1_handoff(entry: u64, dtb: u64, start: u64, end: u64) -> !;
+    /// Switches to the tables at `ttbr0` with `tcr` (MMU off for the few instructions it
+    /// takes).
+    pub fn hypstub_el1_switch_tables(ttbr0: u64, tcr: u64);
     /// The EL1 stage's vector table.
     pub static hypstub_el1_vectors: u8;
 }

@@ -76,7 +76,7 @@ pub enum FwCfgError {
 pub enum Dest<'a> {
     /// A buffer of the firmware's own (mapped, cacheable).
     Buf(&'a mut [u8]),
-    /// Physical memory that the firmware has not mapped (no cache line can hold it).
+    /// Physical memory, identity-mapped and cacheable like the rest of RAM.
     Phys(Range<u64>),
 }
 
@@ -90,6 +90,11 @@ pub trait Device {
     /// # Errors
     /// [`FwCfgError::Dma`] when the device reports an error.
     fn read(&mut self, key: u16, dest: Dest<'_>) -> Result<(), FwCfgError>;
+    /// Reads the next bytes of the item the last [`Device::read`] selected.
+    ///
+    /// # Errors
+    /// [`FwCfgError::Dma`] when the device reports an error.
+    fn read_next(&mut self, dest: Dest<'_>) -> Result<(), FwCfgError>;
 }
 
 /// "QEMU CFG", the DMA register's signature (fw_cfg.rst "DMA interface").
@@ -169,6 +174,34 @@ impl<D: Device> FwCfg<D> {
         self.dev.read(key::KERNEL_DATA, Dest::Phys(dest))
     }
 
+    /// Reads the `-kernel` file into `runs` in order (the runs' total may exceed the file:
+    /// the rest is zero-filled).
+    ///
+    /// # Errors
+    /// A failed transfer.
+    pub fn load_kernel_runs(&mut self, runs: &[Range<u64>]) -> Result<(), FwCfgError> {
+        self.load_runs(key::KERNEL_DATA, runs)
+    }
+
+    /// Reads the `-initrd` file into `runs` in order.
+    ///
+    /// # Errors
+    /// A failed transfer.
+    pub fn load_initrd_runs(&mut self, runs: &[Range<u64>]) -> Result<(), FwCfgError> {
+        self.load_runs(key::INITRD_DATA, runs)
+    }
+
+    fn load_runs(&mut self, key: u16, runs: &[Range<u64>]) -> Result<(), FwCfgError> {
+        for (i, r) in runs.iter().enumerate() {
+            if i == 0 {
+                self.dev.read(key, Dest::Phys(r.clone()))?;
+            } else {
+                self.dev.read_next(Dest::Phys(r.clone()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads the whole `-initrd` file to physical memory `dest`.
     ///
     /// # Errors
@@ -245,12 +278,17 @@ pub trait Registers {
 pub struct DmaDevice<R: Registers, C: Cache> {
     regs: R,
     cache: C,
+    selected: u16,
 }
 
 impl<R: Registers, C: Cache> DmaDevice<R, C> {
     /// A device over `regs`, keeping caches coherent with `cache`.
     pub fn new(regs: R, cache: C) -> Self {
-        Self { regs, cache }
+        Self {
+            regs,
+            cache,
+            selected: 0,
+        }
     }
 
     /// The registers, for tests.
@@ -262,14 +300,7 @@ impl<R: Registers, C: Cache> DmaDevice<R, C> {
     /// destination in memory, behind the caches: the descriptor is cleaned to PoC before the
     /// start, the destination buffer cleaned and invalidated before (no dirty line may later
     /// land over the DMA's data) and invalidated after (no line fetched meanwhile may hide it).
-    fn transfer(
-        &mut self,
-        key: u16,
-        select: bool,
-        addr: u64,
-        len: u32,
-        buf: bool,
-    ) -> Result<(), FwCfgError> {
+    fn transfer(&mut self, key: u16, select: bool, addr: u64, len: u32) -> Result<(), FwCfgError> {
         let control = CTL_READ
             | if select {
                 CTL_SELECT | (u32::from(key) << 16)
@@ -285,9 +316,7 @@ impl<R: Registers, C: Cache> DmaDevice<R, C> {
         // 16 bytes of fields; the 64-byte alignment keeps them in one cache line.
         let desc_range = desc_addr..desc_addr + 16;
         let dest = addr..addr + u64::from(len);
-        if buf {
-            self.cache.clean_invalidate(dest.clone());
-        }
+        self.cache.clean_invalidate(dest.clone());
         self.cache.clean(desc_range);
         self.regs.start(desc_addr);
         let done = loop {
@@ -297,9 +326,7 @@ impl<R: Registers, C: Cache> DmaDevice<R, C> {
             }
             core::hint::spin_loop();
         };
-        if buf {
-            self.cache.invalidate(dest);
-        }
+        self.cache.invalidate(dest);
         if done & CTL_ERROR != 0 {
             return Err(FwCfgError::Dma { key, control: done });
         }
@@ -313,23 +340,37 @@ impl<R: Registers, C: Cache> Device for DmaDevice<R, C> {
     }
 
     fn read(&mut self, key: u16, dest: Dest<'_>) -> Result<(), FwCfgError> {
-        let (range, buf) = match dest {
+        self.read_range(key, true, dest)
+    }
+
+    fn read_next(&mut self, dest: Dest<'_>) -> Result<(), FwCfgError> {
+        self.read_range(self.selected, false, dest)
+    }
+}
+
+impl<R: Registers, C: Cache> DmaDevice<R, C> {
+    fn read_range(&mut self, key: u16, select: bool, dest: Dest<'_>) -> Result<(), FwCfgError> {
+        self.selected = key;
+        let range = match dest {
             Dest::Buf(b) => {
                 let a = b.as_mut_ptr() as u64;
-                (a..a + b.len() as u64, true)
+                a..a + b.len() as u64
             }
-            Dest::Phys(r) => (r, false),
+            Dest::Phys(r) => r,
         };
         // Large items go in chunks; only the first selects the item, the rest continue from
         // where the previous one stopped (fw_cfg.rst: the offset advances with each read).
         const CHUNK: u64 = 1 << 30;
         let mut at = range.start;
-        let mut first = true;
-        while at < range.end || first {
+        let mut first = select;
+        loop {
             let len = (range.end - at).min(CHUNK);
-            self.transfer(key, first, at, len as u32, buf)?;
+            self.transfer(key, first, at, len as u32)?;
             at += len;
             first = false;
+            if at >= range.end {
+                break;
+            }
         }
         Ok(())
     }
@@ -379,6 +420,8 @@ mod tests {
         items: BTreeMap<u16, std::vec::Vec<u8>>,
         phys: std::vec::Vec<(Range<u64>, std::vec::Vec<u8>)>,
         no_dma: bool,
+        selected: u16,
+        offset: usize,
     }
 
     impl Fake {
@@ -403,17 +446,27 @@ mod tests {
             }
         }
         fn read(&mut self, key: u16, dest: Dest<'_>) -> Result<(), FwCfgError> {
-            let item = self.items.get(&key).cloned().unwrap_or_default();
+            self.selected = key;
+            self.offset = 0;
+            self.read_next(dest)
+        }
+        fn read_next(&mut self, dest: Dest<'_>) -> Result<(), FwCfgError> {
+            let item = self.items.get(&self.selected).cloned().unwrap_or_default();
+            let at = self.offset;
             let fill = |out: &mut [u8]| {
                 for (i, b) in out.iter_mut().enumerate() {
-                    *b = item.get(i).copied().unwrap_or(0);
+                    *b = item.get(at + i).copied().unwrap_or(0);
                 }
             };
             match dest {
-                Dest::Buf(b) => fill(b),
+                Dest::Buf(b) => {
+                    fill(b);
+                    self.offset += b.len();
+                }
                 Dest::Phys(r) => {
                     let mut v = vec![0; (r.end - r.start) as usize];
                     fill(&mut v);
+                    self.offset += v.len();
                     self.phys.push((r, v));
                 }
             }
@@ -455,6 +508,12 @@ mod tests {
         assert_eq!(&fw.kernel_header().unwrap()[0x38..0x3c], b"ARM\x64");
         fw.load_kernel(0x4020_0000..0x4020_0064).unwrap();
         assert_eq!(fw.dev.phys[0].1, kernel);
+        // In two runs, the second continuing where the first stopped, zero-filled past the end.
+        fw.load_kernel_runs(&[0x5000_0000..0x5000_0040, 0x6000_0000..0x6000_1000])
+            .unwrap();
+        assert_eq!(fw.dev.phys[1].1, kernel[..64]);
+        assert_eq!(fw.dev.phys[2].1[..36], kernel[64..]);
+        assert!(fw.dev.phys[2].1[36..].iter().all(|&b| b == 0));
     }
 
     #[test]
@@ -589,16 +648,17 @@ mod tests {
     }
 
     #[test]
-    fn dma_to_unmapped_memory_needs_no_maintenance_of_it_and_chunks_large_items() {
+    fn large_items_go_in_chunks_each_with_its_maintenance() {
         let (mut d, log) = dma(0);
         let dest = 0x4020_0000..0x4020_0000 + (1u64 << 30) + 4096;
         d.read(key::KERNEL_DATA, Dest::Phys(dest)).unwrap();
         let log = log.borrow();
-        assert!(
-            log.iter()
-                .all(|op| !matches!(op, Op::Invalidate(_) | Op::CleanInvalidate(_))),
-            "{log:?}"
-        );
+        let first = 0x4020_0000..0x4020_0000 + (1u64 << 30);
+        let second = first.end..first.end + 4096;
+        assert_eq!(log[0], Op::CleanInvalidate(first.clone()));
+        assert_eq!(log[4], Op::Invalidate(first));
+        assert_eq!(log[5], Op::CleanInvalidate(second.clone()));
+        assert_eq!(log[9], Op::Invalidate(second));
         let descs = &d.parts().0.descriptors;
         assert_eq!(descs.len(), 2);
         assert_eq!(

@@ -22,10 +22,27 @@ pub const DTB: Range<u64> = RAM_START..RAM_START + 0x10_0000;
 pub const RESIDENT: Range<u64> = 0x4010_0000..0x4012_0000;
 /// The EL1 stage's RAM (`EL1RAM` in linker/qemu-virt.ld): free once the payload runs.
 pub const EL1_RAM: Range<u64> = 0x4012_0000..0x4020_0000;
-/// The lowest address a payload may use: everything below is the firmware's while it runs.
+/// The end of the firmware's RAM while it runs (the early map covers up to here).
 pub const PAYLOAD_LOWEST: u64 = 0x4020_0000;
+
+/// The lowest 2 MiB-aligned base for an image, as QEMU's own `-kernel` loader chooses it
+/// (hw/arm/boot.c): the base of RAM, or 2 MiB above it when `text_offset` is below 4 KiB
+/// (QEMU keeps that space for its boot code). A payload that runs under QEMU's direct boot
+/// then runs at the same address under hypstub.
+#[must_use]
+pub fn lowest_base(header: &loader::image::ImageHeader) -> u64 {
+    if header.effective_text_offset() < 4096 {
+        RAM_START + MIB2
+    } else {
+        RAM_START
+    }
+}
 /// Flash: two 64 MiB banks at 0 (the image runs from the first).
 const FLASH_END: u64 = 0x0800_0000;
+/// The firmware's code (flash), mapped read-only and executable at EL1.
+pub const FLASH: Range<u64> = 0..FLASH_END;
+/// Devices (GIC, UART, fw_cfg, virtio, PCIe windows below RAM), mapped as Device memory.
+pub const DEVICES: Range<u64> = FLASH_END..RAM_START;
 
 const MIB2: u64 = 2 << 20;
 const GIB: u64 = 1 << 30;
@@ -147,9 +164,25 @@ core::arch::global_asm!(
 );
 
 #[cfg(target_arch = "aarch64")]
+core::arch::global_asm!(include_str!("demo_payload.S"), PL011 = const PL011);
+
+#[cfg(target_arch = "aarch64")]
 unsafe extern "C" {
     /// Where the stub sends the boot CPU at EL1 (`entry.S`).
     pub fn qemu_virt_el1_entry();
+    static hypstub_demo_payload_start: u8;
+    static hypstub_demo_payload_end: u8;
+}
+
+/// The built-in demo payload (`demo_payload.S`): an arm64 Image in the firmware's read-only
+/// data, relocated like any payload.
+#[cfg(target_arch = "aarch64")]
+#[must_use]
+pub fn demo_payload() -> &'static [u8] {
+    let start = core::ptr::addr_of!(hypstub_demo_payload_start);
+    let end = core::ptr::addr_of!(hypstub_demo_payload_end);
+    // SAFETY: the two symbols bound the payload's bytes in read-only flash, start first.
+    unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
 }
 
 // The layout the linker script and the early tables assume.

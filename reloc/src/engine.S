@@ -1,0 +1,340 @@
+// The relocation engine. Entered at EL2 by the stub's HVC_SOFT_RESTART with x0 = the
+// argument block, the EL2 MMU and caches off, DAIF masked (hyp-abi.rst). Position-
+// independent: the planner copies it into a control page that no destination covers.
+//
+// 1. Check the block's magic, version and size; read everything needed from it before the
+//    first copy (a kexec lesson: Linux 5.18 fixed an engine that read its arguments late).
+// 2. With FLAG_MMU: load MAIR/TCR/TTBR0_EL2, invalidate the EL2 TLB, MMU and caches on, so
+//    the copy runs at memory speed (Arm ARM D8.2; TCR_EL2 RES1 bits set by the planner).
+// 3. Walk the page list (Linux's IND_* format) and copy each source page to the cursor,
+//    64 bytes per ld1/st1; then clean the page to PoC by VA (MMU on: what the payload reads
+//    with its MMU off must be in memory), or, with the MMU off, invalidate the destination
+//    page first so that no stale dirty line from EL1 can later land over the copy.
+// 4. Verify the digests (CRC32C), report the figures, MMU off, I-cache invalidated.
+// 5. Enter the payload: at EL2 with x0..x3 from the block, or at EL1 by eret (the stub
+//    stays resident: VBAR_EL2 still holds its vectors).
+//
+// Register use: x19 block then digest array, x20 page count, x21 entry, x22..x25 the
+// payload's x0..x3, x26 EL, x27 flags, x28 console, x29 start counter, TPIDR_EL2 digest
+// count. x0..x18 are scratch; the print helpers use x0..x11 only.
+
+.arch armv8-a+crc+simd
+
+.section .text.hypstub_reloc_engine, "ax"
+.balign 64
+.global hypstub_reloc_engine_start
+hypstub_reloc_engine_start:
+    mov     x19, x0
+
+    // 1. The block.
+    ldr     x28, [x19, #{CONSOLE}]
+    ldr     x9, [x19, #{MAGIC}]
+    ldr     x10, .Lreloc_magic
+    cmp     x9, x10
+    b.ne    .Lreloc_bad_block
+    ldr     w9, [x19, #{VERSION}]
+    cmp     w9, #{VERSION_V1}
+    b.ne    .Lreloc_bad_block
+    ldr     w9, [x19, #{SIZE}]
+    cmp     w9, #{SIZE_V1}
+    b.ne    .Lreloc_bad_block
+    ldr     x18, [x19, #{HEAD}]
+    ldr     x21, [x19, #{ENTRY}]
+    ldp     x22, x23, [x19, #{REGS}]
+    ldp     x24, x25, [x19, #({REGS} + 16)]
+    ldr     x26, [x19, #{EL}]
+    ldr     x27, [x19, #{FLAGS}]
+    ldr     x14, [x19, #{TTBR0}]
+    ldr     x15, [x19, #{TCR}]
+    ldr     x16, [x19, #{MAIR}]
+    ldr     x9, [x19, #{DIGEST_COUNT}]
+    msr     tpidr_el2, x9
+    ldr     x19, [x19, #{DIGESTS}]
+    mov     x20, xzr
+    isb
+    mrs     x29, cntpct_el0
+
+    // 2. MMU and caches on, on the planner's identity map.
+    tbz     x27, #{FLAG_MMU_BIT}, 1f
+    msr     mair_el2, x16
+    msr     tcr_el2, x15
+    msr     ttbr0_el2, x14
+    isb
+    tlbi    alle2
+    dsb     ish
+    isb
+    ldr     x9, .Lreloc_sctlr_on
+    msr     sctlr_el2, x9
+    isb
+1:
+    // The smallest data cache line (CTR_EL0.DminLine, log2 of words).
+    mrs     x9, ctr_el0
+    ubfx    x9, x9, #16, #4
+    mov     x17, #4
+    lsl     x17, x17, x9
+
+    // 3. The page list: x0 entry, x1 destination cursor, x2 list pointer.
+    mov     x0, x18
+    mov     x1, xzr
+    mov     x2, xzr
+.Lreloc_walk:
+    tbnz    x0, #2, .Lreloc_done                      // IND_DONE
+    and     x3, x0, #0xfffffffffffff000
+    tbz     x0, #0, 2f                          // IND_DESTINATION
+    mov     x1, x3
+    b       .Lreloc_next
+2:  tbz     x0, #1, 3f                          // IND_INDIRECTION
+    mov     x2, x3
+    b       .Lreloc_next
+3:  tbz     x0, #3, .Lreloc_bad_list                  // IND_SOURCE
+    cbz     x1, .Lreloc_bad_list
+    add     x20, x20, #1
+    add     x5, x1, #4096
+    tbnz    x27, #{FLAG_MMU_BIT}, 4f
+    // MMU off: drop any line of the destination page first (Arm ARM D7.5.8).
+    mov     x6, x1
+5:  dc      ivac, x6
+    add     x6, x6, x17
+    cmp     x6, x5
+    b.lo    5b
+4:  mov     x6, x1
+6:  ld1     {{v0.16b, v1.16b, v2.16b, v3.16b}}, [x3], #64
+    ld1     {{v4.16b, v5.16b, v6.16b, v7.16b}}, [x3], #64
+    st1     {{v0.16b, v1.16b, v2.16b, v3.16b}}, [x1], #64
+    st1     {{v4.16b, v5.16b, v6.16b, v7.16b}}, [x1], #64
+    ld1     {{v0.16b, v1.16b, v2.16b, v3.16b}}, [x3], #64
+    ld1     {{v4.16b, v5.16b, v6.16b, v7.16b}}, [x3], #64
+    st1     {{v0.16b, v1.16b, v2.16b, v3.16b}}, [x1], #64
+    st1     {{v4.16b, v5.16b, v6.16b, v7.16b}}, [x1], #64
+    cmp     x1, x5
+    b.lo    6b
+    tbz     x27, #{FLAG_MMU_BIT}, .Lreloc_next
+    // MMU on: clean the page to PoC while its lines are hot.
+7:  dc      cvac, x6
+    add     x6, x6, x17
+    dc      cvac, x6
+    add     x6, x6, x17
+    dc      cvac, x6
+    add     x6, x6, x17
+    dc      cvac, x6
+    add     x6, x6, x17
+    cmp     x6, x5
+    b.lo    7b
+.Lreloc_next:
+    cbz     x2, .Lreloc_bad_list
+    ldr     x0, [x2], #8
+    b       .Lreloc_walk
+.Lreloc_done:
+    dsb     sy
+    isb
+    mrs     x18, cntpct_el0
+    sub     x29, x18, x29                       // ticks spent copying
+
+    // 4. Digests: CRC32C of each destination range (init ~0, final ~).
+    mrs     x13, tpidr_el2
+    cbz     x13, .Lreloc_report
+    mov     x12, x19
+.Lreloc_digest:
+    ldp     x3, x4, [x12]                       // start, len
+    ldr     x5, [x12, #16]                      // expected
+    mov     w6, #-1
+    add     x7, x3, x4
+    and     x8, x4, #~7
+    add     x8, x3, x8
+8:  cmp     x3, x8
+    b.hs    9f
+    ldr     x9, [x3], #8
+    crc32cx w6, w6, x9
+    b       8b
+9:  cmp     x3, x7
+    b.hs    10f
+    ldrb    w9, [x3], #1
+    crc32cb w6, w6, w9
+    b       9b
+10: mvn     w6, w6
+    cmp     w6, w5
+    b.ne    .Lreloc_bad_digest
+    add     x12, x12, #{DIGEST_SIZE}
+    subs    x13, x13, #1
+    b.ne    .Lreloc_digest
+
+.Lreloc_report:
+    cbz     x28, .Lreloc_leave
+    adr     x1, .Lreloc_msg_copied
+    bl      .Lreloc_puts
+    lsl     x0, x20, #12
+    bl      .Lreloc_putdec
+    adr     x1, .Lreloc_msg_bytes
+    bl      .Lreloc_puts
+    mov     x0, x20
+    bl      .Lreloc_putdec
+    adr     x1, .Lreloc_msg_pages
+    bl      .Lreloc_puts
+    mov     x0, x29
+    bl      .Lreloc_putdec
+    adr     x1, .Lreloc_msg_ticks
+    bl      .Lreloc_puts
+    mrs     x0, cntfrq_el0
+    bl      .Lreloc_putdec
+    adr     x1, .Lreloc_msg_hz
+    bl      .Lreloc_puts
+    // microseconds = ticks * 1e6 / freq
+    mov     x9, #16960
+    movk    x9, #15, lsl #16                    // 1_000_000
+    mul     x0, x29, x9
+    mrs     x9, cntfrq_el0
+    udiv    x0, x0, x9
+    bl      .Lreloc_putdec
+    adr     x1, .Lreloc_msg_us
+    bl      .Lreloc_puts
+    // MiB/s = bytes * freq / ticks / 2^20
+    lsl     x0, x20, #12
+    mrs     x9, cntfrq_el0
+    mul     x0, x0, x9
+    cmp     x29, #0
+    csinc   x9, x29, xzr, ne
+    udiv    x0, x0, x9
+    lsr     x0, x0, #20
+    bl      .Lreloc_putdec
+    adr     x1, .Lreloc_msg_mibs
+    tbnz    x27, #{FLAG_MMU_BIT}, 11f
+    adr     x1, .Lreloc_msg_mibs_nommu
+11: bl      .Lreloc_puts
+    mrs     x9, tpidr_el2
+    cbz     x9, .Lreloc_leave
+    adr     x1, .Lreloc_msg_digests
+    bl      .Lreloc_puts
+
+    // 5. MMU off, nothing stale in the I-cache, EL1 in its MMU-off state, then the payload.
+.Lreloc_leave:
+    ldr     x9, .Lreloc_sctlr_off
+    msr     sctlr_el2, x9
+    isb
+    ic      iallu
+    tlbi    alle2
+    dsb     nsh
+    isb
+    ldr     x9, .Lreloc_sctlr_el1_off
+    msr     sctlr_el1, x9
+    msr     tpidr_el2, xzr
+    mov     x0, x22
+    mov     x1, x23
+    mov     x2, x24
+    mov     x3, x25
+    cmp     x26, #1
+    b.eq    12f
+    br      x21
+12: msr     elr_el2, x21
+    mov     x9, #{SPSR_EL1H_DAIF}
+    msr     spsr_el2, x9
+    eret
+
+// Failures: say what, then stop (PSCI SYSTEM_OFF when allowed, else park).
+.Lreloc_bad_block:
+    adr     x1, .Lreloc_msg_bad_block
+    b       .Lreloc_fail
+.Lreloc_bad_list:
+    adr     x1, .Lreloc_msg_bad_list
+    b       .Lreloc_fail
+.Lreloc_bad_digest:
+    mov     x18, x3
+    mov     x19, x5
+    mov     x20, x6
+    adr     x1, .Lreloc_msg_bad_digest
+    bl      .Lreloc_puts
+    sub     x0, x18, x4
+    bl      .Lreloc_putdec
+    adr     x1, .Lreloc_msg_expected
+    bl      .Lreloc_puts
+    mov     x0, x19
+    bl      .Lreloc_putdec
+    adr     x1, .Lreloc_msg_got
+    bl      .Lreloc_puts
+    mov     x0, x20
+    bl      .Lreloc_putdec
+    adr     x1, .Lreloc_msg_refuse
+.Lreloc_fail:
+    bl      .Lreloc_puts
+    adr     x1, .Lreloc_msg_stopped
+    bl      .Lreloc_puts
+    ldr     x9, .Lreloc_sctlr_off
+    msr     sctlr_el2, x9
+    isb
+    tbz     x27, #{FLAG_PSCI_STOP_BIT}, 13f
+    ldr     w0, .Lreloc_system_off
+    smc     #0
+13: wfe
+    b       13b
+
+// .Lreloc_puts: x1 = NUL-terminated string. Uses x0, x1, x8..x10; x30 saved in x10.
+.Lreloc_puts:
+    mov     x10, x30
+14: ldrb    w0, [x1], #1
+    cbz     w0, 15f
+    bl      .Lreloc_putc
+    b       14b
+15: mov     x30, x10
+    ret
+
+// .Lreloc_putdec: x0 in decimal. Uses x0..x7, x8, x9, x11; x30 saved in x11.
+.Lreloc_putdec:
+    mov     x11, x30
+    mov     x4, x0
+    ldr     x5, .Lreloc_ten19
+    mov     x6, xzr                             // a digit printed yet?
+    mov     x7, #10
+16: udiv    x3, x4, x5
+    msub    x4, x3, x5, x4
+    cbnz    x3, 17f
+    cbnz    x6, 17f
+    cmp     x5, #1
+    b.ne    18f
+17: add     w0, w3, #'0'
+    mov     x6, #1
+    bl      .Lreloc_putc
+18: udiv    x5, x5, x7
+    cbnz    x5, 16b
+    mov     x30, x11
+    ret
+
+// .Lreloc_putc: w0 to the PL011 at x28 (none when x28 = 0). Uses x8, x9. PL011 TRM 3.3.3: wait
+// while UARTFR.TXFF is set, then write UARTDR.
+.Lreloc_putc:
+    cbz     x28, 20f
+    cmp     w0, #'\n'
+    b.ne    19f
+    mov     w9, #'\r'
+21: ldr     w8, [x28, #0x18]
+    tbnz    w8, #5, 21b
+    str     w9, [x28]
+19: ldr     w8, [x28, #0x18]
+    tbnz    w8, #5, 19b
+    str     w0, [x28]
+20: ret
+
+.balign 8
+.Lreloc_magic:        .quad {MAGIC_VALUE}
+.Lreloc_sctlr_on:     .quad {SCTLR_EL2_MMU_ON}
+.Lreloc_sctlr_off:    .quad {SCTLR_EL2_MMU_OFF}
+.Lreloc_sctlr_el1_off: .quad {SCTLR_EL1_MMU_OFF}
+.Lreloc_ten19:        .quad 10000000000000000000
+.Lreloc_system_off:   .word 0x84000008
+.Lreloc_msg_copied:   .asciz "reloc: copied "
+.Lreloc_msg_bytes:    .asciz " bytes ("
+.Lreloc_msg_pages:    .asciz " pages) in "
+.Lreloc_msg_ticks:    .asciz " ticks at "
+.Lreloc_msg_hz:       .asciz " Hz: "
+.Lreloc_msg_us:       .asciz " us, "
+.Lreloc_msg_mibs:     .asciz " MiB/s with the MMU and caches on\n"
+.Lreloc_msg_mibs_nommu: .asciz " MiB/s with the MMU off\n"
+.Lreloc_msg_digests:  .asciz "reloc: digests of every destination range match\n"
+.Lreloc_msg_bad_block: .asciz "reloc: the argument block has a magic, version or size this engine does not know\n"
+.Lreloc_msg_bad_list: .asciz "reloc: malformed page list\n"
+.Lreloc_msg_bad_digest: .asciz "reloc: digest mismatch in the destination range at "
+.Lreloc_msg_expected: .asciz ": expected crc32c "
+.Lreloc_msg_got:      .asciz ", got "
+.Lreloc_msg_refuse:   .asciz "\nreloc: refusing to enter a corrupt payload\n"
+.Lreloc_msg_stopped:  .asciz "hypstub: system stopped\n"
+.balign 8
+.global hypstub_reloc_engine_end
+hypstub_reloc_engine_end:

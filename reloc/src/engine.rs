@@ -1,0 +1,63 @@
+//! The relocation engine (`engine.S`), assembled into the firmware image and copied by the
+//! planner into a control page. Its offsets into the argument block come from
+//! [`crate::args::offsets`], never retyped.
+
+#[cfg(target_arch = "aarch64")]
+use crate::args::{self, offsets};
+
+/// SCTLR_EL2 for the copy: the stub's MMU-off value with M, C, SA and I set (Arm ARM D19.2).
+pub const SCTLR_EL2_MMU_ON: u64 =
+    el2_stub::regs::SCTLR_EL2_MMU_OFF | 1 | (1 << 2) | (1 << 3) | (1 << 12);
+
+#[cfg(target_arch = "aarch64")]
+core::arch::global_asm!(
+    include_str!("engine.S"),
+    MAGIC = const offsets::MAGIC,
+    VERSION = const offsets::VERSION,
+    SIZE = const offsets::SIZE,
+    HEAD = const offsets::HEAD,
+    ENTRY = const offsets::ENTRY,
+    REGS = const offsets::REGS,
+    EL = const offsets::EL,
+    FLAGS = const offsets::FLAGS,
+    TTBR0 = const offsets::TTBR0,
+    TCR = const offsets::TCR,
+    MAIR = const offsets::MAIR,
+    CONSOLE = const offsets::CONSOLE,
+    DIGESTS = const offsets::DIGESTS,
+    DIGEST_COUNT = const offsets::DIGEST_COUNT,
+    DIGEST_SIZE = const core::mem::size_of::<args::Digest>(),
+    VERSION_V1 = const args::VERSION,
+    SIZE_V1 = const args::SIZE_V1,
+    MAGIC_VALUE = const args::MAGIC,
+    FLAG_MMU_BIT = const args::FLAG_MMU.trailing_zeros(),
+    FLAG_PSCI_STOP_BIT = const args::FLAG_PSCI_STOP.trailing_zeros(),
+    SCTLR_EL2_MMU_ON = const SCTLR_EL2_MMU_ON,
+    SCTLR_EL2_MMU_OFF = const el2_stub::regs::SCTLR_EL2_MMU_OFF,
+    SCTLR_EL1_MMU_OFF = const el2_stub::regs::SCTLR_EL1_MMU_OFF,
+    SPSR_EL1H_DAIF = const el2_stub::regs::SPSR_EL1H_DAIF,
+);
+
+#[cfg(target_arch = "aarch64")]
+unsafe extern "C" {
+    static hypstub_reloc_engine_start: u8;
+    static hypstub_reloc_engine_end: u8;
+}
+
+/// The engine's code, to be copied into the control page; it is entered at its first byte.
+/// Empty on the host.
+#[must_use]
+pub fn code() -> &'static [u8] {
+    #[cfg(target_arch = "aarch64")]
+    {
+        let start = core::ptr::addr_of!(hypstub_reloc_engine_start);
+        let end = core::ptr::addr_of!(hypstub_reloc_engine_end);
+        // SAFETY: both symbols bound the engine's bytes in the image's read-only code
+        // (engine.S), start before end; the image is mapped for reading and never written.
+        unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        &[]
+    }
+}
