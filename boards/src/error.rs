@@ -23,16 +23,6 @@ pub enum BootError {
     /// The DTB describes no RAM the firmware can use.
     #[error("DTB: no /memory range contains {0:#x}, where this board's RAM starts")]
     NoRam(u64),
-    /// The initrd does not fit after the payload.
-    #[error("initrd: {size} bytes do not fit in RAM at {at:#x} (RAM ends at {ram_end:#x})")]
-    InitrdDoesNotFit {
-        /// Its size.
-        size: u64,
-        /// Where it would go.
-        at: u64,
-        /// The end of RAM.
-        ram_end: u64,
-    },
     /// The built-in demo saw wrong answers from the stub.
     #[error("demo: the stub's answers were wrong (see above); not relocating the demo payload")]
     DemoFailed,

@@ -21,13 +21,22 @@
 .arch armv8-a+crc+simd
 
 .section .text.hypstub_reloc_engine, "ax"
-.balign 64
+// 2 KiB aligned so that the vector table below keeps its alignment when the planner copies
+// the engine to the start of a page.
+.balign 2048
 .global hypstub_reloc_engine_start
 hypstub_reloc_engine_start:
     mov     x19, x0
+    ldr     x28, [x19, #{CONSOLE}]
+    // The engine's own vectors while it runs (the stub's are in memory its map may not
+    // cover); the stub's are kept in ELR_EL2, unused until the exit, and put back there.
+    mrs     x9, vbar_el2
+    msr     elr_el2, x9
+    adr     x9, .Lreloc_vectors
+    msr     vbar_el2, x9
+    isb
 
     // 1. The block.
-    ldr     x28, [x19, #{CONSOLE}]
     ldr     x9, [x19, #{MAGIC}]
     ldr     x10, .Lreloc_magic
     cmp     x9, x10
@@ -217,6 +226,9 @@ hypstub_reloc_engine_start:
     ldr     x9, .Lreloc_sctlr_el1_off
     msr     sctlr_el1, x9
     msr     tpidr_el2, xzr
+    mrs     x9, elr_el2
+    msr     vbar_el2, x9
+    isb
     mov     x0, x22
     mov     x1, x23
     mov     x2, x24
@@ -255,6 +267,7 @@ hypstub_reloc_engine_start:
     adr     x1, .Lreloc_msg_refuse
 .Lreloc_fail:
     bl      .Lreloc_puts
+.Lreloc_stop:
     adr     x1, .Lreloc_msg_stopped
     bl      .Lreloc_puts
     ldr     x9, .Lreloc_sctlr_off
@@ -297,6 +310,42 @@ hypstub_reloc_engine_start:
     mov     x30, x11
     ret
 
+// .Lreloc_puthex: x0 as 16 hex digits. Uses x0..x6, x8, x9, x11; x30 saved in x11.
+.Lreloc_puthex:
+    mov     x11, x30
+    mov     x4, x0
+    mov     x5, #60
+22: lsr     x0, x4, x5
+    and     x0, x0, #0xf
+    cmp     x0, #10
+    add     x6, x0, #'0'
+    add     x0, x0, #('a' - 10)
+    csel    x0, x6, x0, lo
+    bl      .Lreloc_putc
+    subs    x5, x5, #4
+    b.pl    22b
+    mov     x30, x11
+    ret
+
+// An exception while the engine runs: report it and stop. Only the current-EL slots can be
+// reached (the engine runs at EL2 with interrupts masked); the table ends after them.
+.Lreloc_exception:
+    adr     x1, .Lreloc_msg_exception
+    bl      .Lreloc_puts
+    mrs     x0, esr_el2
+    bl      .Lreloc_puthex
+    adr     x1, .Lreloc_msg_elr
+    bl      .Lreloc_puts
+    mrs     x0, elr_el2
+    bl      .Lreloc_puthex
+    adr     x1, .Lreloc_msg_far
+    bl      .Lreloc_puts
+    mrs     x0, far_el2
+    bl      .Lreloc_puthex
+    mov     w0, #'\n'
+    bl      .Lreloc_putc
+    b       .Lreloc_stop
+
 // .Lreloc_putc: w0 to the PL011 at x28 (none when x28 = 0). Uses x8, x9. PL011 TRM 3.3.3: wait
 // while UARTFR.TXFF is set, then write UARTDR.
 .Lreloc_putc:
@@ -335,6 +384,17 @@ hypstub_reloc_engine_start:
 .Lreloc_msg_got:      .asciz ", got "
 .Lreloc_msg_refuse:   .asciz "\nreloc: refusing to enter a corrupt payload\n"
 .Lreloc_msg_stopped:  .asciz "hypstub: system stopped\n"
+.Lreloc_msg_exception: .asciz "reloc: unexpected exception in the engine at EL2: ESR_EL2=0x"
+.Lreloc_msg_elr:      .asciz " ELR_EL2=0x"
+.Lreloc_msg_far:      .asciz " FAR_EL2=0x"
+
+// Arm ARM D1.3.1: 2 KiB aligned, slots of 0x80; slots 0-7 (current EL, SP_EL0 and SP_ELx).
+.balign 2048
+.Lreloc_vectors:
+    .rept 8
+    .balign 0x80
+    b       .Lreloc_exception
+    .endr
 .balign 8
 .global hypstub_reloc_engine_end
 hypstub_reloc_engine_end:

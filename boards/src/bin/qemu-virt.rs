@@ -121,6 +121,7 @@ mod firmware {
     struct Handoff {
         engine: u64,
         args: u64,
+        el: u64,
     }
 
     /// Where the payload's bytes come from.
@@ -301,6 +302,7 @@ mod firmware {
         Ok(Handoff {
             engine: ready.engine_entry,
             args: ready.args,
+            el,
         })
     }
 
@@ -319,10 +321,7 @@ mod firmware {
         // SAFETY: the new map covers everything the early one did (code, devices, the EL1
         // stage's RAM) with the same attributes, so execution continues unchanged.
         unsafe { el1::hypstub_el1_switch_tables(root, el1::map::TCR_EL1) };
-        info!(
-            "el1: all RAM mapped ({} page-table pages at {root:#x})",
-            "several"
-        );
+        info!("el1: all RAM mapped (tables at {root:#x})");
         Ok(())
     }
 
@@ -388,6 +387,15 @@ mod firmware {
 
     /// The point of no return: HVC_SOFT_RESTART runs the engine at EL2 with x0 = the block.
     fn enter(h: Handoff) -> ! {
+        info!(
+            "payload: entering at EL{} through the engine{}",
+            h.el,
+            if h.el == 1 {
+                "; the stub stays at EL2"
+            } else {
+                ""
+            }
+        );
         info!(
             "reloc: HVC_SOFT_RESTART to the engine at {:#x} with the block at {:#x}",
             h.engine, h.args
