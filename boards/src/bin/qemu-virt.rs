@@ -243,8 +243,11 @@ mod firmware {
                     .iter()
                     .map(|r| (r.clone(), "the stub's resident RAM"))
                     .collect(),
-                // The whole image span (its .bss too) is the payload's from its first instruction.
-                busy: alloc::vec![board::DTB, board::EL1_RAM, image.clone()],
+                // Destinations may cover these, staging may not: the DTB until it is staged,
+                // the EL1 stage, the whole image span (its .bss too is the payload's from its
+                // first instruction), and the stub's RAM, which the EL1 stage does not map
+                // and the stub uses until the HVC even when the payload will not keep it.
+                busy: alloc::vec![board::DTB, board::EL1_RAM, image.clone(), board::RESIDENT],
                 console: Some(board::PL011 as u64),
                 pa_bits: pa_bits(),
             },
