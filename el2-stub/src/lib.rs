@@ -76,9 +76,63 @@ macro_rules! platform {
     };
 }
 
+/// The assembler macros `save_frame_rest` and `restore_frame` that save and restore a
+/// [`Frame`] on the stack, for vector tables (the stub's and the boards' EL1 ones): put
+/// `el2_stub::frame_macros!()` in front of the assembly in a `concat!`, and `.purgem` both
+/// at its end.
+#[macro_export]
+macro_rules! frame_macros {
+    () => {
+        concat!(
+            "// The exception frame shared by hypstub's vector tables: x0..x30 as el2_stub::Frame lays\n",
+            "// them out (32 words, x0 at the lowest address). Defined here, purged at the end of each\n",
+            "// file that uses them, so that every global_asm! block can include them.\n",
+            "\n",
+            "// Saves x2..x30 into the frame at sp (the vector slot has already saved x0 and x1).\n",
+            ".macro save_frame_rest\n",
+            "    stp     x2, x3, [sp, #16 * 1]\n",
+            "    stp     x4, x5, [sp, #16 * 2]\n",
+            "    stp     x6, x7, [sp, #16 * 3]\n",
+            "    stp     x8, x9, [sp, #16 * 4]\n",
+            "    stp     x10, x11, [sp, #16 * 5]\n",
+            "    stp     x12, x13, [sp, #16 * 6]\n",
+            "    stp     x14, x15, [sp, #16 * 7]\n",
+            "    stp     x16, x17, [sp, #16 * 8]\n",
+            "    stp     x18, x19, [sp, #16 * 9]\n",
+            "    stp     x20, x21, [sp, #16 * 10]\n",
+            "    stp     x22, x23, [sp, #16 * 11]\n",
+            "    stp     x24, x25, [sp, #16 * 12]\n",
+            "    stp     x26, x27, [sp, #16 * 13]\n",
+            "    stp     x28, x29, [sp, #16 * 14]\n",
+            "    str     x30, [sp, #16 * 15]\n",
+            ".endm\n",
+            "\n",
+            "// Restores x0..x30 from the frame at sp.\n",
+            ".macro restore_frame\n",
+            "    ldp     x2, x3, [sp, #16 * 1]\n",
+            "    ldp     x4, x5, [sp, #16 * 2]\n",
+            "    ldp     x6, x7, [sp, #16 * 3]\n",
+            "    ldp     x8, x9, [sp, #16 * 4]\n",
+            "    ldp     x10, x11, [sp, #16 * 5]\n",
+            "    ldp     x12, x13, [sp, #16 * 6]\n",
+            "    ldp     x14, x15, [sp, #16 * 7]\n",
+            "    ldp     x16, x17, [sp, #16 * 8]\n",
+            "    ldp     x18, x19, [sp, #16 * 9]\n",
+            "    ldp     x20, x21, [sp, #16 * 10]\n",
+            "    ldp     x22, x23, [sp, #16 * 11]\n",
+            "    ldp     x24, x25, [sp, #16 * 12]\n",
+            "    ldp     x26, x27, [sp, #16 * 13]\n",
+            "    ldp     x28, x29, [sp, #16 * 14]\n",
+            "    ldr     x30, [sp, #16 * 15]\n",
+            "    ldp     x0, x1, [sp]\n",
+            ".endm\n",
+        )
+    };
+}
+
 #[cfg(target_arch = "aarch64")]
 core::arch::global_asm!(
-    include_str!("vectors.S"),
+    concat!(frame_macros!(), include_str!("vectors.S")),
     FRAME_SIZE = const core::mem::size_of::<Frame>(),
     STACK_SIZE = const cpus::STACK_SIZE,
     MAX_CPUS = const cpus::MAX_CPUS,

@@ -26,7 +26,7 @@ impl reloc::mem::Memory for IdentityMemory {
 
 #[cfg(target_arch = "aarch64")]
 core::arch::global_asm!(
-    include_str!("el1.S"),
+    concat!(el2_stub::frame_macros!(), include_str!("el1.S")),
     MAIR_EL1 = const mmu::MAIR_EL1,
     TCR_EL1 = const mmu::TCR_EL1,
     SCTLR_EL1_MMU_ON = const mmu::SCTLR_EL1_MMU_ON,
