@@ -1,6 +1,7 @@
 //! Helpers for hypstub's integration tests (`tests/tests/*.rs`): build the images once
 //! per test binary, boot them on QEMU with a timeout, and check the serial log and the
-//! exit status against the markers of docs/CONTRACTS.md.
+//! exit status against the markers of docs/CONTRACTS.md. Also the inputs the tests make:
+//! arm64 Image headers, pseudo-random files and their CRC32C.
 //!
 //! Every check that fails panics with the whole serial log, QEMU's own stderr and the
 //! command line, so a failure in CI can be read without rerunning it. A test that needs
@@ -12,12 +13,18 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use xtask::image::{self, Board, BuildOptions, Payload};
+use xtask::image::{self, Board, BuildOptions, Payload, Variant};
 use xtask::qemu::{self, Qemu};
 use xtask::runner::{Capture, QemuRun, RunOutcome};
 
+pub use xtask::bench::payload::MARKER as BENCH_PAYLOAD_MARKER;
+pub use xtask::bench::DIGESTS_MATCH;
+
 /// How long one boot may take before QEMU is killed and the test fails.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the engine prints after copying (before the digests are checked).
+pub const COPIED: &str = "reloc: copied ";
 
 /// The QEMU to run, found once. Panics (with what to do) when there is none: in CI
 /// (`CI=true`) a missing QEMU is a broken runner; elsewhere `cargo xtask test` installs it.
@@ -76,6 +83,46 @@ pub fn abi_client() -> &'static Path {
     })
 }
 
+/// The el2-client payload image (`-kernel`), linked at 0x4008_0000 (text_offset 0x80000).
+pub fn el2_client() -> &'static Path {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    built(&IMAGE, "el2-client payload", |opts| {
+        image::build_payload(Payload::El2Client, opts)
+    })
+}
+
+/// el2-client built with text_offset 0x120000, linked at 0x4012_0000: its destination
+/// covers the firmware's own EL1 stage RAM (0x4012_0000..0x4020_0000).
+pub fn el2_client_over_firmware() -> &'static Path {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    built(
+        &IMAGE,
+        "el2-client payload at text_offset 0x120000",
+        |opts| image::build_el2_client(image::EL2_CLIENT_OVER_FIRMWARE, opts),
+    )
+}
+
+/// The qemu-virt firmware built with `test-corrupt-staging` (it corrupts the first
+/// staged page after planning, so the engine must refuse the payload).
+pub fn corrupt_staging_firmware() -> &'static Path {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    built(
+        &IMAGE,
+        "qemu-virt firmware with test-corrupt-staging",
+        |opts| image::build_firmware_variant(Board::QemuVirt, Variant::CorruptStaging, opts),
+    )
+}
+
+/// The 256 MiB bench payload (`xtask::bench::payload`), written once per target directory
+/// and reused: prints [`BENCH_PAYLOAD_MARKER`] when entered, then powers off.
+pub fn bench_payload_256mib() -> &'static Path {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match IMAGE.get_or_init(|| xtask::bench::payload::ensure(256).map_err(|e| format!("{e:#}"))) {
+        Ok(path) => path,
+        Err(e) => panic!("writing the 256 MiB bench payload failed: {e}"),
+    }
+}
+
 /// A QEMU `virt` machine booting the firmware, with the defaults of [`QemuRun::new`].
 pub fn machine() -> QemuRun {
     // Look for QEMU before building, so that a missing QEMU is reported first and fast.
@@ -86,10 +133,15 @@ pub fn machine() -> QemuRun {
 /// Boots `run` to its end (at most [`BOOT_TIMEOUT`]); `name` labels the echoed log lines.
 /// Panics with the log if QEMU does not finish in time.
 pub fn boot(name: &str, run: &QemuRun) -> Boot {
+    boot_within(name, run, BOOT_TIMEOUT)
+}
+
+/// [`boot`] with another timeout, for boots that copy hundreds of MiB.
+pub fn boot_within(name: &str, run: &QemuRun, timeout: Duration) -> Boot {
     let qemu = qemu();
     let capture = Capture {
         echo_prefix: Some(format!("[{name}] ")),
-        ..Capture::with_timeout(BOOT_TIMEOUT)
+        ..Capture::with_timeout(timeout)
     };
     eprintln!(
         "[{name}] $ {}",
@@ -166,14 +218,28 @@ impl Boot {
         self
     }
 
-    /// Bad input was rejected before the hand-off (DESIGN.md section 4): the error phrase,
-    /// `hypstub: stopping`, a clean power-off, and no payload entered.
+    /// The engine copied the payload and every destination's digest matched.
+    #[track_caller]
+    pub fn assert_relocated(&self) -> &Self {
+        self.assert_contains(COPIED).assert_contains(DIGESTS_MATCH)
+    }
+
+    /// Bad input was rejected before the hand-off (DESIGN.md section 4): an ERROR line
+    /// with the phrase, `hypstub: stopping`, a clean power-off, and nothing relocated or
+    /// entered.
     #[track_caller]
     pub fn assert_rejected(&self, phrase: &str) -> &Self {
+        let error_line = self
+            .log()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains(phrase));
+        if !error_line {
+            self.fail(&format!("no ERROR line with {phrase:?}"));
+        }
         self.assert_success()
-            .assert_contains(phrase)
             .assert_contains("hypstub: stopping")
             .assert_lacks("payload: entering")
+            .assert_lacks(COPIED)
     }
 }
 
@@ -225,6 +291,33 @@ pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// CRC-32C (Castagnoli: reflected polynomial 0x82F63B78, register starting at all ones,
+/// result inverted), the digest the engine and el2-client use (reloc/ARGS.md).
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut crc = i as u32;
+            let mut bit = 0;
+            while bit < 8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0x82f6_3b78
+                } else {
+                    crc >> 1
+                };
+                bit += 1;
+            }
+            table[i] = crc;
+            i += 1;
+        }
+        table
+    };
+    !bytes.iter().fold(!0u32, |crc, &b| {
+        TABLE[usize::from((crc as u8) ^ b)] ^ (crc >> 8)
+    })
+}
+
 /// Writes `bytes` to `dir/name` (creating `dir`) and returns the path.
 pub fn write_asset(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
@@ -255,6 +348,17 @@ mod tests {
         assert!(h[0x20..0x38].iter().all(|&b| b == 0));
         assert_eq!(&h[0x38..0x3c], b"ARM\x64");
         assert!(h[0x3c..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn crc32c_check_values() {
+        // The standard check value, and RFC 3720 (iSCSI) appendix B.4's test vectors.
+        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
+        assert_eq!(crc32c(b""), 0);
+        assert_eq!(crc32c(&[0u8; 32]), 0x8a91_36aa);
+        assert_eq!(crc32c(&[0xffu8; 32]), 0x62a8_ab43);
+        let ascending: Vec<u8> = (0..32).collect();
+        assert_eq!(crc32c(&ascending), 0x46dd_794e);
     }
 
     #[test]

@@ -7,8 +7,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::image::{self, Board, BuildOptions, Payload, TARGET};
-use crate::{cargo, qemu, run};
+use crate::image::{self, Board, BuildOptions, Payload, Variant, TARGET};
+use crate::{bench, cargo, qemu, run};
 
 /// One step: a title for the heading and summary, and what it does.
 pub struct Step {
@@ -59,6 +59,8 @@ pub fn ci_steps() -> Vec<Step> {
                 "hypstub-boards",
                 "-p",
                 "abi-client",
+                "-p",
+                "el2-client",
                 "--target",
                 TARGET,
                 "--",
@@ -87,9 +89,26 @@ pub fn ci_steps() -> Vec<Step> {
             println!("{}: {}", built.image.display(), built.size_text());
             Ok(())
         }),
-        Step::new("ABI client payload", || {
-            let built = image::build_payload(Payload::AbiClient, BuildOptions::default())?;
+        Step::new("test firmware variant (corrupt-staging)", || {
+            let built = image::build_firmware_variant(
+                Board::QemuVirt,
+                Variant::CorruptStaging,
+                BuildOptions::default(),
+            )?;
             println!("{}: {}", built.image.display(), built.size_text());
+            Ok(())
+        }),
+        Step::new("test payloads", || {
+            let opts = BuildOptions::default();
+            for built in [
+                image::build_payload(Payload::AbiClient, opts)?,
+                image::build_payload(Payload::El2Client, opts)?,
+                image::build_el2_client(image::EL2_CLIENT_OVER_FIRMWARE, opts)?,
+            ] {
+                println!("{}: {}", built.image.display(), built.size_text());
+            }
+            let bench = bench::payload::ensure(256)?;
+            println!("{}: 256 MiB", bench.display());
             Ok(())
         }),
         Step::cargo(
@@ -240,6 +259,15 @@ mod tests {
         assert!(
             unit < qemu,
             "QEMU is only installed once the cheap checks pass"
+        );
+        let images = titles.iter().position(|t| t == "test payloads").unwrap();
+        let variant = titles
+            .iter()
+            .position(|t| t.starts_with("test firmware variant"))
+            .unwrap();
+        assert!(
+            variant < titles.len() - 1 && images < titles.len() - 1,
+            "every image the QEMU tests boot is built before them"
         );
     }
 }

@@ -1,5 +1,10 @@
 //! Firmware images and test payloads: `cargo build` for the bare-metal target, then
 //! `llvm-objcopy -O binary` into `target/hypstub/` (docs/CONTRACTS.md, "Target and build").
+//!
+//! Builds that differ from the normal ones in features or build-time environment (the
+//! `test-corrupt-staging` firmware, el2-client at another `text_offset`) get their own
+//! target directory under `<target>/variants/`: cargo would otherwise write their ELF over
+//! the normal one (same binary name) or rebuild one whenever the other is built.
 
 use std::fmt;
 use std::fs;
@@ -88,21 +93,25 @@ impl FromStr for Board {
     }
 }
 
-/// A test payload from `tests/payload/`.
+/// A test payload: `tests/payload/` (abi-client) or `tests/el2-client/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Payload {
     /// The EL1 client that exercises the hyp-stub ABI and SMCCC/PSCI.
     AbiClient,
+    /// The EL2 client that checks the booting.rst contract, built with its default
+    /// `text_offset` (see [`build_el2_client`] for others).
+    El2Client,
 }
 
 impl Payload {
     /// Every payload.
-    pub const ALL: [Payload; 1] = [Payload::AbiClient];
+    pub const ALL: [Payload; 2] = [Payload::AbiClient, Payload::El2Client];
 
     /// Its package and binary name.
     pub fn name(self) -> &'static str {
         match self {
             Payload::AbiClient => "abi-client",
+            Payload::El2Client => "el2-client",
         }
     }
 
@@ -130,6 +139,94 @@ impl FromStr for Payload {
                 format!("unknown payload `{name}`; known payloads: {known}")
             })
     }
+}
+
+/// The variable el2-client's `build.rs` reads its `text_offset` (and link address,
+/// 0x4000_0000 + text_offset) from.
+pub const EL2_CLIENT_TEXT_OFFSET_ENV: &str = "EL2_CLIENT_TEXT_OFFSET";
+
+/// el2-client's `text_offset` when the variable is unset (its `build.rs` default).
+pub const EL2_CLIENT_DEFAULT_TEXT_OFFSET: u64 = 0x8_0000;
+
+/// The text_offset that links el2-client at 0x4012_0000, inside the firmware's own EL1
+/// stage RAM (0x4012_0000..0x4020_0000): a relocation over the code doing the planning.
+pub const EL2_CLIENT_OVER_FIRMWARE: u64 = 0x12_0000;
+
+/// The raw el2-client image for `text_offset`: `el2-client.bin` for the default,
+/// `el2-client-0x<offset>.bin` otherwise.
+pub fn el2_client_image_path(text_offset: u64) -> PathBuf {
+    if text_offset == EL2_CLIENT_DEFAULT_TEXT_OFFSET {
+        Payload::El2Client.image_path()
+    } else {
+        output_dir().join(format!("el2-client-{text_offset:#x}.bin"))
+    }
+}
+
+/// A firmware built with a test-only cargo feature of `hypstub-boards`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// `test-corrupt-staging`: corrupts the first staged page of the payload after
+    /// planning, so the engine must refuse to enter it.
+    CorruptStaging,
+}
+
+impl Variant {
+    /// Every variant.
+    pub const ALL: [Variant; 1] = [Variant::CorruptStaging];
+
+    /// The name on the command line and in the image's file name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::CorruptStaging => "corrupt-staging",
+        }
+    }
+
+    /// The `hypstub-boards` feature it turns on.
+    pub fn feature(self) -> &'static str {
+        match self {
+            Variant::CorruptStaging => "test-corrupt-staging",
+        }
+    }
+
+    /// Its own cargo target directory, `<target>/variants/<short name>`, so that building
+    /// it never replaces the normal firmware ELF (cargo names both `qemu-virt`).
+    pub fn target_dir(self) -> PathBuf {
+        let short = match self {
+            Variant::CorruptStaging => "corrupt",
+        };
+        variants_dir().join(short)
+    }
+
+    /// The raw image xtask writes: `<target>/hypstub/<board>-<variant>.bin`.
+    pub fn image_path(self, board: Board) -> PathBuf {
+        output_dir().join(format!("{}-{}.bin", board.name(), self.name()))
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Variant {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Variant::ALL
+            .into_iter()
+            .find(|v| v.name() == name || v.feature() == name)
+            .ok_or_else(|| {
+                let known = Variant::ALL.map(Variant::name).join(", ");
+                format!("unknown firmware variant `{name}`; known variants: {known}")
+            })
+    }
+}
+
+/// `<target>/variants`: the target directories of builds that must not share the main
+/// one (other features, other build-time environment).
+pub fn variants_dir() -> PathBuf {
+    target_dir().join("variants")
 }
 
 /// Cargo profile to build with.
@@ -181,18 +278,98 @@ impl Built {
 
 /// Builds a board's firmware and writes its raw image ([`Board::image_path`]).
 pub fn build_firmware(board: Board, opts: BuildOptions) -> anyhow::Result<Built> {
-    let elf = cargo_build("hypstub-boards", board.bin(), opts)?;
+    let elf = cargo_build(&CargoBuild::new("hypstub-boards", board.bin()), opts)?;
     finish(elf, board.image_path(), opts)
+}
+
+/// Builds a board's firmware with a test-only feature, in the variant's own target
+/// directory, and writes its raw image ([`Variant::image_path`]).
+pub fn build_firmware_variant(
+    board: Board,
+    variant: Variant,
+    opts: BuildOptions,
+) -> anyhow::Result<Built> {
+    let spec = CargoBuild {
+        features: vec![variant.feature()],
+        target_dir: Some(variant.target_dir()),
+        ..CargoBuild::new("hypstub-boards", board.bin())
+    };
+    let elf = cargo_build(&spec, opts)?;
+    finish(elf, variant.image_path(board), opts)
 }
 
 /// Builds a test payload and writes its raw image ([`Payload::image_path`]).
 pub fn build_payload(payload: Payload, opts: BuildOptions) -> anyhow::Result<Built> {
-    let elf = cargo_build(payload.name(), payload.name(), opts)?;
-    finish(elf, payload.image_path(), opts)
+    match payload {
+        Payload::AbiClient => {
+            let elf = cargo_build(&CargoBuild::new(payload.name(), payload.name()), opts)?;
+            finish(elf, payload.image_path(), opts)
+        }
+        Payload::El2Client => build_el2_client(EL2_CLIENT_DEFAULT_TEXT_OFFSET, opts),
+    }
 }
 
-/// `cargo build [--release] -p <package> --bin <bin> --target <TARGET>`; returns the ELF.
-fn cargo_build(package: &str, bin: &str, opts: BuildOptions) -> anyhow::Result<PathBuf> {
+/// Builds el2-client with `text_offset` (a multiple of 4 KiB; its `build.rs` checks the
+/// range) and writes [`el2_client_image_path`]. The default offset builds in the main
+/// target directory, with [`EL2_CLIENT_TEXT_OFFSET_ENV`] removed from the environment so
+/// that a stray value cannot change it; any other offset builds in
+/// `<target>/variants/el2-client-0x<offset>`, so the two never rebuild each other.
+pub fn build_el2_client(text_offset: u64, opts: BuildOptions) -> anyhow::Result<Built> {
+    // The same rule as el2-client's build.rs, checked here too so that a bad value fails
+    // with one line instead of a build-script panic.
+    if !(text_offset.is_multiple_of(0x1000) && (0x1000..=0x400_0000).contains(&text_offset)) {
+        bail!(
+            "el2-client's text_offset must be a multiple of 4 KiB from 0x1000 to 0x4000000, \
+             not {text_offset:#x}"
+        );
+    }
+    let name = Payload::El2Client.name();
+    let spec = if text_offset == EL2_CLIENT_DEFAULT_TEXT_OFFSET {
+        CargoBuild {
+            env: vec![(EL2_CLIENT_TEXT_OFFSET_ENV, None)],
+            ..CargoBuild::new(name, name)
+        }
+    } else {
+        CargoBuild {
+            env: vec![(
+                EL2_CLIENT_TEXT_OFFSET_ENV,
+                Some(format!("{text_offset:#x}")),
+            )],
+            target_dir: Some(variants_dir().join(format!("el2-client-{text_offset:#x}"))),
+            ..CargoBuild::new(name, name)
+        }
+    };
+    let elf = cargo_build(&spec, opts)?;
+    finish(elf, el2_client_image_path(text_offset), opts)
+}
+
+/// One `cargo build` of a bare-metal binary.
+struct CargoBuild {
+    package: &'static str,
+    bin: &'static str,
+    /// `--features`.
+    features: Vec<&'static str>,
+    /// `--target-dir`; `None` is the shared one ([`target_dir`]).
+    target_dir: Option<PathBuf>,
+    /// Variables to set (`Some`) or remove (`None`) for the build.
+    env: Vec<(&'static str, Option<String>)>,
+}
+
+impl CargoBuild {
+    fn new(package: &'static str, bin: &'static str) -> Self {
+        CargoBuild {
+            package,
+            bin,
+            features: Vec::new(),
+            target_dir: None,
+            env: Vec::new(),
+        }
+    }
+}
+
+/// `cargo build [--release] -p <package> --bin <bin> --target <TARGET> [--features ...]
+/// [--target-dir ...]`; returns the ELF.
+fn cargo_build(spec: &CargoBuild, opts: BuildOptions) -> anyhow::Result<PathBuf> {
     let mut cmd = cargo();
     cmd.arg("build");
     if opts.profile == Profile::Release {
@@ -201,9 +378,25 @@ fn cargo_build(package: &str, bin: &str, opts: BuildOptions) -> anyhow::Result<P
     if opts.quiet {
         cmd.arg("--quiet");
     }
-    cmd.args(["-p", package, "--bin", bin, "--target", TARGET]);
+    cmd.args(["-p", spec.package, "--bin", spec.bin, "--target", TARGET]);
+    if !spec.features.is_empty() {
+        cmd.arg("--features").arg(spec.features.join(","));
+    }
+    let dir = match &spec.target_dir {
+        Some(dir) => {
+            cmd.arg("--target-dir").arg(dir);
+            dir.clone()
+        }
+        None => target_dir(),
+    };
+    for (name, value) in &spec.env {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
     run(&mut cmd, opts.quiet)?;
-    Ok(target_dir().join(TARGET).join(opts.profile.dir()).join(bin))
+    Ok(dir.join(TARGET).join(opts.profile.dir()).join(spec.bin))
 }
 
 fn finish(elf: PathBuf, image: PathBuf, opts: BuildOptions) -> anyhow::Result<Built> {
@@ -283,7 +476,31 @@ mod tests {
             .image_path()
             .ends_with("hypstub/abi-client.bin"));
         assert_eq!("abi-client".parse::<Payload>(), Ok(Payload::AbiClient));
-        assert!("x".parse::<Payload>().unwrap_err().contains("abi-client"));
+        assert_eq!("el2-client".parse::<Payload>(), Ok(Payload::El2Client));
+        assert!("x"
+            .parse::<Payload>()
+            .unwrap_err()
+            .contains("abi-client, el2-client"));
+    }
+
+    #[test]
+    fn variant_paths_stay_apart() {
+        assert!(el2_client_image_path(EL2_CLIENT_DEFAULT_TEXT_OFFSET)
+            .ends_with("hypstub/el2-client.bin"));
+        assert!(el2_client_image_path(EL2_CLIENT_OVER_FIRMWARE)
+            .ends_with("hypstub/el2-client-0x120000.bin"));
+        let corrupt = Variant::CorruptStaging;
+        assert!(corrupt
+            .image_path(Board::QemuVirt)
+            .ends_with("hypstub/qemu-virt-corrupt-staging.bin"));
+        assert!(corrupt.target_dir().ends_with("variants/corrupt"));
+        assert_ne!(corrupt.target_dir(), target_dir());
+        assert_eq!("corrupt-staging".parse(), Ok(corrupt));
+        assert_eq!("test-corrupt-staging".parse(), Ok(corrupt));
+        assert!("x"
+            .parse::<Variant>()
+            .unwrap_err()
+            .contains("corrupt-staging"));
     }
 
     #[test]

@@ -7,13 +7,17 @@
 //! - [`runner`]: one QEMU `virt` run, described as data, with the serial console captured,
 //!   a timeout, and an optional marker to stop at.
 //! - [`checks`]: the steps of `cargo xtask test`, the same ones CI runs.
+//! - [`bench`]: `cargo xtask bench`, the relocation figures, with its payloads
+//!   ([`bench::payload`], encoded with [`a64`]) and the console lines it reads.
 //!
 //! Principles: plain cargo stays the build system (`cargo build -p hypstub-boards --target
 //! aarch64-unknown-none-softfloat` works without xtask; xtask only adds objcopy and QEMU);
 //! every command xtask runs is printed before it runs; nothing here knows a mirror or
 //! download host. This crate runs on the host only and depends on no firmware crate.
 
+pub mod a64;
 pub mod apt;
+pub mod bench;
 pub mod checks;
 pub mod image;
 pub mod qemu;
@@ -84,11 +88,33 @@ pub fn run(cmd: &mut Command, quiet: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A command as a line a shell would accept (arguments quoted where needed).
+/// A command as a line a shell would accept (arguments quoted where needed). Variables
+/// the command sets or removes are shown through `env` (`env -u NAME NAME2=value cmd`),
+/// except `CARGO_TARGET_DIR`, which [`cargo`] sets on every cargo command.
 pub fn display_command(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(shell_quote)
+    let (mut removed, mut set) = (Vec::new(), Vec::new());
+    for (name, value) in cmd.get_envs() {
+        match value {
+            _ if name == "CARGO_TARGET_DIR" => {}
+            // `env` takes its options before the assignments.
+            None => removed.extend(["-u".to_owned(), shell_quote(name)]),
+            Some(value) => {
+                let mut word = name.to_owned();
+                word.push("=");
+                word.push(value);
+                set.push(shell_quote(&word));
+            }
+        }
+    }
+    let env = (!removed.is_empty() || !set.is_empty()).then(|| "env".to_owned());
+    env.into_iter()
+        .chain(removed)
+        .chain(set)
+        .chain(
+            std::iter::once(cmd.get_program())
+                .chain(cmd.get_args())
+                .map(shell_quote),
+        )
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -122,6 +148,24 @@ mod tests {
         assert_eq!(
             display_command(&cmd),
             r"qemu-system-aarch64 -M virt,gic-version=3 -append 'hypstub.el=1 x' '' 'it'\''s'"
+        );
+    }
+
+    #[test]
+    fn environment_changes_are_shown() {
+        let mut cmd = cargo();
+        cmd.args(["build", "-p", "el2-client"])
+            .env_remove("EL2_CLIENT_TEXT_OFFSET");
+        assert!(
+            display_command(&cmd).starts_with("env -u EL2_CLIENT_TEXT_OFFSET "),
+            "{}",
+            display_command(&cmd)
+        );
+        let mut cmd = Command::new("cargo");
+        cmd.arg("build").env("EL2_CLIENT_TEXT_OFFSET", "0x120000");
+        assert_eq!(
+            display_command(&cmd),
+            "env EL2_CLIENT_TEXT_OFFSET=0x120000 cargo build"
         );
     }
 

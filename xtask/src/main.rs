@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use xtask::image::{self, Board, BuildOptions, Payload, Profile};
+use xtask::image::{self, Board, BuildOptions, Payload, Profile, Variant};
 use xtask::runner::{Capture, Cpu, Gic, QemuRun};
-use xtask::{checks, display_command, qemu};
+use xtask::{bench, checks, display_command, qemu};
 
 /// Build, run and test hypstub.
 #[derive(Parser)]
@@ -34,6 +34,11 @@ enum Cmd {
         /// Build with the dev profile instead of --release.
         #[arg(long)]
         debug: bool,
+        /// A test-only firmware variant (known: corrupt-staging, which corrupts the first
+        /// staged page after planning), built in target/variants/ and written to
+        /// target/hypstub/<board>-<variant>.bin. Never for real use.
+        #[arg(long)]
+        variant: Option<Variant>,
     },
     /// Build the qemu-virt firmware and boot it on QEMU (the built-in demo unless --kernel).
     ///
@@ -76,12 +81,33 @@ enum Cmd {
     /// Run everything CI runs: rustfmt, clippy (host and target), host unit tests, then
     /// the QEMU integration tests (installing QEMU first when needed and allowed).
     Test,
-    /// Print the relocation and boot benchmark figures.
-    Bench,
-    /// Build a test payload from tests/payload; prints its path as the last line.
+    /// Measure the relocation engine: 16, 64 and 256 MiB payloads, copied with the EL2
+    /// MMU on and off, under -icount shift=0 (guest instructions, repeatable) and on the
+    /// wall clock (median of --runs); prints a table and the target line.
+    Bench {
+        /// Payload sizes in MiB, comma-separated.
+        #[arg(
+            long,
+            value_name = "MIB,...",
+            value_delimiter = ',',
+            default_value = "16,64,256",
+            value_parser = bench::parse_size
+        )]
+        sizes: Vec<u64>,
+        /// Wall-clock runs per size and copy mode (the median is reported).
+        #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_RUNS, value_parser = clap::value_parser!(u32).range(1..))]
+        runs: u32,
+    },
+    /// Build a test payload (tests/payload or tests/el2-client); prints its path as the
+    /// last line.
     BuildPayload {
-        /// The payload (known: abi-client).
+        /// The payload (known: abi-client, el2-client).
         payload: Payload,
+        /// el2-client only: its text_offset and link address (0x4000_0000 + offset), in
+        /// hex; e.g. 0x120000 links it over the firmware's own EL1 stage. Written to
+        /// target/hypstub/el2-client-<offset>.bin.
+        #[arg(long, value_name = "HEX", value_parser = parse_hex)]
+        text_offset: Option<u64>,
     },
 }
 
@@ -98,20 +124,29 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
     match command {
-        Cmd::Build { board, debug } => {
+        Cmd::Build {
+            board,
+            debug,
+            variant,
+        } => {
             let profile = if debug {
                 Profile::Debug
             } else {
                 Profile::Release
             };
-            let built = image::build_firmware(
-                board,
-                BuildOptions {
-                    profile,
-                    quiet: false,
-                },
-            )?;
-            println!("{board} ({}): {}", profile.dir(), built.size_text());
+            let opts = BuildOptions {
+                profile,
+                quiet: false,
+            };
+            let built = match variant {
+                None => image::build_firmware(board, opts)?,
+                Some(variant) => image::build_firmware_variant(board, variant, opts)?,
+            };
+            let what = match variant {
+                None => board.to_string(),
+                Some(variant) => format!("{board}, variant {variant}"),
+            };
+            println!("{what} ({}): {}", profile.dir(), built.size_text());
             println!("{}", absolute(built.image).display());
             Ok(ExitCode::SUCCESS)
         }
@@ -187,15 +222,56 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Cmd::Bench => {
+        Cmd::Bench { sizes, runs } => {
+            let qemu = qemu::ensure()?;
+            let built = image::build_firmware(Board::QemuVirt, BuildOptions::default())?;
+            let opts = bench::Options {
+                sizes_mib: sizes,
+                runs,
+            };
+            println!("{}", bench::Host::probe(&qemu));
             println!(
-                "cargo xtask bench: the relocation and boot benchmarks arrive with the \
-                 relocation engine; nothing to measure yet"
+                "firmware: {} ({})",
+                absolute(built.image.clone()).display(),
+                built.size_text()
             );
-            Ok(ExitCode::from(2))
+            if let Some(&mib) = opts.sizes_mib.first() {
+                let example = bench::machine(
+                    &built.image,
+                    &bench::payload::path(mib),
+                    bench::CopyMode::Mmu,
+                    true,
+                );
+                println!(
+                    "machine (first case, icount run): {}\n",
+                    display_command(&example.captured_command(&qemu))
+                );
+            }
+            let report = bench::run(&qemu, &built.image, &opts)?;
+            println!("{}", report.table());
+            println!("{}", report.target_line());
+            match report.table_pages_check() {
+                Ok(text) => {
+                    println!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(text) => {
+                    println!("{text}");
+                    eprintln!("error: the EL2 identity map's size depends on the payload's");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
-        Cmd::BuildPayload { payload } => {
-            let built = image::build_payload(payload, BuildOptions::default())?;
+        Cmd::BuildPayload {
+            payload,
+            text_offset,
+        } => {
+            let opts = BuildOptions::default();
+            let built = match (payload, text_offset) {
+                (Payload::El2Client, Some(offset)) => image::build_el2_client(offset, opts)?,
+                (_, Some(_)) => anyhow::bail!("--text-offset is for el2-client only"),
+                (payload, None) => image::build_payload(payload, opts)?,
+            };
             println!("{payload}: {}", built.size_text());
             println!("{}", absolute(built.image).display());
             Ok(ExitCode::SUCCESS)
@@ -216,6 +292,16 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => ExitCode::FAILURE,
     }
+}
+
+/// Reads a hex number, with or without `0x` (`_` separators allowed).
+fn parse_hex(text: &str) -> Result<u64, String> {
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text)
+        .replace('_', "");
+    u64::from_str_radix(&digits, 16).map_err(|e| format!("`{text}` is not a hex number: {e}"))
 }
 
 fn absolute(path: PathBuf) -> PathBuf {
