@@ -65,6 +65,92 @@ pub struct CpuFeatures {
     pub mops: bool,
     /// PMUv3, and so PMCR_EL0.N (ID_AA64DFR0_EL1.PMUVer not 0 and not 0xf).
     pub pmu: bool,
+    /// SME2 (ID_AA64PFR1_EL1.SME >= 2): ZT0 exists.
+    pub sme2: bool,
+    /// SME_FA64 (ID_AA64SMFR0_EL1.FA64).
+    pub sme_fa64: bool,
+    /// Permission indirection (ID_AA64MMFR3_EL1.S1PIE).
+    pub s1pie: bool,
+    /// Permission overlays (ID_AA64MMFR3_EL1.S1POE).
+    pub s1poe: bool,
+    /// Guarded control stacks (ID_AA64PFR1_EL1.GCS).
+    pub gcs: bool,
+    /// TCR2_EL1 (ID_AA64MMFR3_EL1.TCRX).
+    pub tcr2: bool,
+    /// SPE with PMSNEVFR_EL1 (ID_AA64DFR0_EL1.PMSVer >= 3).
+    pub spe_nevfr: bool,
+}
+
+/// HFGRTR_EL2 and HFGWTR_EL2 bits whose meaning is inverted: 0 traps (Arm ARM D19.2,
+/// HFGRTR_EL2). Everything else in those registers traps when 1.
+const HFGXTR_NPOR_EL0: u64 = 1 << 59;
+const HFGXTR_NPIR_EL1: u64 = 1 << 58;
+const HFGXTR_NPIRE0_EL1: u64 = 1 << 57;
+const HFGXTR_NTPIDR2_EL0: u64 = 1 << 55;
+const HFGXTR_NSMPRI_EL1: u64 = 1 << 54;
+const HFGXTR_NGCS_EL1: u64 = 1 << 53;
+const HFGXTR_NGCS_EL0: u64 = 1 << 52;
+
+/// HFGRTR_EL2/HFGWTR_EL2 for an EL1 guest: no fine-grained read or write traps, which means
+/// the inverted ("n") bits of the features this CPU has set to 1 (booting.rst, "For CPUs
+/// with the Fine Grained Traps (FEAT_FGT) extension present"; Linux `__init_el2_fgt`).
+#[must_use]
+pub fn hfgxtr_el2(f: &CpuFeatures) -> u64 {
+    let mut v = 0;
+    if f.sme {
+        v |= HFGXTR_NTPIDR2_EL0 | HFGXTR_NSMPRI_EL1;
+    }
+    if f.s1pie {
+        v |= HFGXTR_NPIR_EL1 | HFGXTR_NPIRE0_EL1;
+    }
+    if f.s1poe {
+        v |= HFGXTR_NPOR_EL0;
+    }
+    if f.gcs {
+        v |= HFGXTR_NGCS_EL0 | HFGXTR_NGCS_EL1;
+    }
+    v
+}
+
+/// HDFGRTR_EL2/HDFGWTR_EL2: no traps; nPMSNEVFR_EL1 (bit 62, inverted) set with SPE v1.2.
+#[must_use]
+pub fn hdfgxtr_el2(f: &CpuFeatures) -> u64 {
+    if f.spe_nevfr {
+        1 << 62
+    } else {
+        0
+    }
+}
+
+/// HCRX_EL2 for an EL1 guest (booting.rst, FEAT_HCX): MSCEn (bit 11) with FEAT_MOPS,
+/// TCR2En (bit 14) with FEAT_TCR2, GCSEn (bit 22) with FEAT_GCS.
+#[must_use]
+pub fn hcrx_el2(f: &CpuFeatures) -> u64 {
+    let mut v = 0;
+    if f.mops {
+        v |= 1 << 11;
+    }
+    if f.tcr2 {
+        v |= 1 << 14;
+    }
+    if f.gcs {
+        v |= 1 << 22;
+    }
+    v
+}
+
+/// SMCR_EL2 for an EL1 guest (booting.rst, FEAT_SME): LEN at its largest, FA64 (bit 31)
+/// with FEAT_SME_FA64, EZT0 (bit 30) with SME2.
+#[must_use]
+pub fn smcr_el2(f: &CpuFeatures) -> u64 {
+    let mut v = 0x1ff;
+    if f.sme_fa64 {
+        v |= 1 << 31;
+    }
+    if f.sme2 {
+        v |= 1 << 30;
+    }
+    v
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -80,12 +166,21 @@ impl CpuFeatures {
         let pfr0 = ID_AA64PFR0_EL1.get();
         let pfr1 = ID_AA64PFR1_EL1.get();
         let isar1 = ID_AA64ISAR1_EL1.get();
-        let isar2: u64;
-        // SAFETY: reads ID_AA64ISAR2_EL1 (S3_0_C0_C6_2), an ID register that reads as zero
-        // where it is not implemented (Arm ARM D17.3.1: reserved ID space is RAZ); no side
-        // effects.
+        let (isar2, mmfr3, smfr0): (u64, u64, u64);
+        // SAFETY: reads ID_AA64ISAR2_EL1 (S3_0_C0_C6_2), ID_AA64MMFR3_EL1 (S3_0_C0_C7_3) and
+        // ID_AA64SMFR0_EL1 (S3_0_C0_C4_5): ID registers, which read as zero where the
+        // architecture version predates them (Arm ARM D17.3.1: the ID space is RAZ where
+        // unallocated); no side effects.
         unsafe {
-            core::arch::asm!("mrs {}, S3_0_C0_C6_2", out(reg) isar2, options(nomem, nostack))
+            core::arch::asm!(
+                "mrs {}, S3_0_C0_C6_2",
+                "mrs {}, S3_0_C0_C7_3",
+                "mrs {}, S3_0_C0_C4_5",
+                out(reg) isar2,
+                out(reg) mmfr3,
+                out(reg) smfr0,
+                options(nomem, nostack)
+            )
         };
         let mmfr0 = ID_AA64MMFR0_EL1.get();
         let mmfr1 = ID_AA64MMFR1_EL1.get();
@@ -100,6 +195,13 @@ impl CpuFeatures {
             hcx: field(mmfr1, 40) != 0,
             mops: field(isar2, 16) != 0,
             pmu: pmuver != 0 && pmuver != 0xf,
+            sme2: field(pfr1, 24) >= 2,
+            sme_fa64: smfr0 >> 63 != 0,
+            s1pie: field(mmfr3, 8) != 0,
+            s1poe: field(mmfr3, 16) != 0,
+            gcs: field(pfr1, 44) != 0,
+            tcr2: field(mmfr3, 0) != 0,
+            spe_nevfr: field(dfr0, 32) >= 3,
         }
     }
 }
@@ -136,9 +238,10 @@ pub fn init_el2_for_el1(f: &CpuFeatures) {
         };
     }
     if f.sme {
-        // SAFETY: SMCR_EL2 (S3_4_C1_C2_6) exists with SME and CPTR_EL2.TSM is 0; LEN = 0x1ff.
+        // SAFETY: SMCR_EL2 (S3_4_C1_C2_6) exists with SME and CPTR_EL2.TSM is 0; the value
+        // sets only LEN and the bits of features this CPU has.
         unsafe {
-            core::arch::asm!("msr S3_4_C1_C2_6, {}", in(reg) 0x1ffu64, options(nomem, nostack))
+            core::arch::asm!("msr S3_4_C1_C2_6, {}", in(reg) smcr_el2(f), options(nomem, nostack))
         };
     }
 
@@ -158,19 +261,29 @@ pub fn init_el2_for_el1(f: &CpuFeatures) {
     VMPIDR_EL2.set(MPIDR_EL1.get());
 
     if f.fgt {
-        // Fine-grained traps reset to UNKNOWN values on hardware: clear them all.
-        HFGRTR_EL2.set(0);
-        HFGWTR_EL2.set(0);
+        // Fine-grained traps reset to UNKNOWN values on hardware: no trap at all, which sets
+        // the inverted bits of the features present.
+        HFGRTR_EL2.set(hfgxtr_el2(f));
+        HFGWTR_EL2.set(hfgxtr_el2(f));
         HFGITR_EL2.set(0);
-        HDFGRTR_EL2.set(0);
-        HDFGWTR_EL2.set(0);
+        HDFGRTR_EL2.set(hdfgxtr_el2(f));
+        HDFGWTR_EL2.set(hdfgxtr_el2(f));
     }
     if f.hcx {
-        // HCRX_EL2: MSCEn lets EL1 use the memory copy/set instructions (booting.rst).
-        let hcrx: u64 = if f.mops { 1 << 11 } else { 0 };
-        // SAFETY: HCRX_EL2 (S3_4_C1_C2_2) exists with FEAT_HCX; no other bit is set.
-        unsafe { core::arch::asm!("msr S3_4_C1_C2_2, {}", in(reg) hcrx, options(nomem, nostack)) };
+        // SAFETY: HCRX_EL2 (S3_4_C1_C2_2) exists with FEAT_HCX; only bits of features this
+        // CPU has are set.
+        unsafe {
+            core::arch::asm!("msr S3_4_C1_C2_2, {}", in(reg) hcrx_el2(f), options(nomem, nostack))
+        };
     }
+    // Registers with UNKNOWN reset values that EL1 depends on (Linux `__init_el2_stage2`,
+    // `__init_el2_hstr`, `__init_el2_timers`): VMID 0 for every CPU, so that EL1's broadcast
+    // TLB maintenance reaches them all; no trap of AArch32 EL0 CP15 accesses; the EL2
+    // physical timer off.
+    VTTBR_EL2.set(0);
+    // SAFETY: HSTR_EL2 exists whenever EL2 does; 0 traps nothing.
+    unsafe { core::arch::asm!("msr hstr_el2, xzr", options(nomem, nostack)) };
+    CNTHP_CTL_EL2.set(0);
 
     if f.gicv3_sysregs {
         // booting.rst: ICC_SRE_EL2.Enable and SRE set so EL1 can use the GICv3 system
@@ -241,6 +354,51 @@ mod tests {
         });
         assert_eq!(all & (1 << 8), 0, "TZ clear with SVE");
         assert_eq!(all & (1 << 12), 0, "TSM clear with SME");
+    }
+
+    #[test]
+    fn fine_grained_traps_set_the_inverted_bits_of_present_features() {
+        assert_eq!(hfgxtr_el2(&CpuFeatures::default()), 0);
+        let sme = CpuFeatures {
+            sme: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            hfgxtr_el2(&sme),
+            (1 << 55) | (1 << 54),
+            "nTPIDR2_EL0, nSMPRI_EL1"
+        );
+        let all = CpuFeatures {
+            sme: true,
+            s1pie: true,
+            s1poe: true,
+            gcs: true,
+            spe_nevfr: true,
+            ..Default::default()
+        };
+        // Bits 59..57 (nPOR_EL0, nPIR_EL1, nPIRE0_EL1) and 55..52; bit 56 (nRCWMASK) is not ours.
+        assert_eq!(hfgxtr_el2(&all), 0x0ef0_0000_0000_0000);
+        assert_eq!(hdfgxtr_el2(&all), 1 << 62);
+    }
+
+    #[test]
+    fn hcrx_and_smcr_follow_features() {
+        assert_eq!(hcrx_el2(&CpuFeatures::default()), 0);
+        let f = CpuFeatures {
+            mops: true,
+            tcr2: true,
+            gcs: true,
+            ..Default::default()
+        };
+        assert_eq!(hcrx_el2(&f), (1 << 11) | (1 << 14) | (1 << 22));
+        assert_eq!(smcr_el2(&CpuFeatures::default()), 0x1ff);
+        let f = CpuFeatures {
+            sme: true,
+            sme2: true,
+            sme_fa64: true,
+            ..Default::default()
+        };
+        assert_eq!(smcr_el2(&f), 0x1ff | (1 << 30) | (1 << 31));
     }
 
     #[test]
