@@ -27,9 +27,12 @@
 .global hypstub_reloc_engine_start
 hypstub_reloc_engine_start:
     mov     x19, x0
-    ldr     x28, [x19, #{CONSOLE}]
     // The engine's own vectors while it runs (the stub's are in memory its map may not
     // cover); the stub's are kept in ELR_EL2, unused until the exit, and put back there.
+    // Until the block is known good, nothing from it is used: no console, no PSCI.
+    mov     x28, xzr
+    mov     x27, xzr
+    msr     tpidr_el2, xzr
     mrs     x9, vbar_el2
     msr     elr_el2, x9
     adr     x9, .Lreloc_vectors
@@ -47,6 +50,7 @@ hypstub_reloc_engine_start:
     ldr     w9, [x19, #{SIZE}]
     cmp     w9, #{SIZE_V1}
     b.ne    .Lreloc_bad_block
+    ldr     x28, [x19, #{CONSOLE}]
     ldr     x18, [x19, #{HEAD}]
     ldr     x21, [x19, #{ENTRY}]
     ldp     x22, x23, [x19, #{REGS}]
@@ -106,6 +110,9 @@ hypstub_reloc_engine_start:
     add     x6, x6, x17
     cmp     x6, x5
     b.lo    5b
+    // The stores below are Device accesses with the MMU off: complete the invalidation
+    // first (Arm ARM D7.5.9), as Linux's MMU-off relocate_kernel did.
+    dsb     sy
 4:  mov     x6, x1
 6:  ld1     {{v0.16b, v1.16b, v2.16b, v3.16b}}, [x3], #64
     ld1     {{v4.16b, v5.16b, v6.16b, v7.16b}}, [x3], #64
@@ -118,14 +125,15 @@ hypstub_reloc_engine_start:
     cmp     x1, x5
     b.lo    6b
     tbz     x27, #{FLAG_MMU_BIT}, .Lreloc_next
-    // MMU on: clean the page to PoC while its lines are hot.
-7:  dc      cvac, x6
+    // MMU on: clean and invalidate the page to PoC while its lines are hot (clean is what
+    // the MMU-off payload needs; invalidating too leaves it no line it did not fetch).
+7:  dc      civac, x6
     add     x6, x6, x17
-    dc      cvac, x6
+    dc      civac, x6
     add     x6, x6, x17
-    dc      cvac, x6
+    dc      civac, x6
     add     x6, x6, x17
-    dc      cvac, x6
+    dc      civac, x6
     add     x6, x6, x17
     cmp     x6, x5
     b.lo    7b
@@ -221,6 +229,8 @@ hypstub_reloc_engine_start:
     isb
     ic      iallu
     tlbi    alle2
+    // No translation the firmware's EL1 stage cached may survive into an EL1 payload.
+    tlbi    vmalle1
     dsb     nsh
     isb
     ldr     x9, .Lreloc_sctlr_el1_off
@@ -273,11 +283,12 @@ hypstub_reloc_engine_start:
     ldr     x9, .Lreloc_sctlr_off
     msr     sctlr_el2, x9
     isb
-    tbz     x27, #{FLAG_PSCI_STOP_BIT}, 13f
+    tbz     x27, #{FLAG_PSCI_STOP_BIT}, .Lreloc_park
     ldr     w0, .Lreloc_system_off
     smc     #0
-13: wfe
-    b       13b
+.Lreloc_park:
+    wfe
+    b       .Lreloc_park
 
 // .Lreloc_puts: x1 = NUL-terminated string. Uses x0, x1, x8..x10; x30 saved in x10.
 .Lreloc_puts:
@@ -330,6 +341,11 @@ hypstub_reloc_engine_start:
 // An exception while the engine runs: report it and stop. Only the current-EL slots can be
 // reached (the engine runs at EL2 with interrupts masked); the table ends after them.
 .Lreloc_exception:
+    // A second exception while reporting the first (a bad console address, say): stop.
+    mrs     x9, tpidr_el2
+    tbnz    x9, #63, .Lreloc_park
+    orr     x9, x9, #(1 << 63)
+    msr     tpidr_el2, x9
     adr     x1, .Lreloc_msg_exception
     bl      .Lreloc_puts
     mrs     x0, esr_el2
