@@ -9,7 +9,11 @@
 //! unknown ids return NOT_SUPPORTED), Arm DEN0022 PSCI (CPU_ON, PSCI_FEATURES).
 
 use smccc::arch::{SMCCC_ARCH_FEATURES, SMCCC_VERSION};
-use smccc::psci::{PSCI_CPU_ON_32, PSCI_CPU_ON_64, PSCI_FEATURES};
+use smccc::psci::{
+    PSCI_CPU_DEFAULT_SUSPEND_32, PSCI_CPU_DEFAULT_SUSPEND_64, PSCI_CPU_ON_32, PSCI_CPU_ON_64,
+    PSCI_CPU_SUSPEND_32, PSCI_CPU_SUSPEND_64, PSCI_FEATURES, PSCI_SYSTEM_SUSPEND_32,
+    PSCI_SYSTEM_SUSPEND_64,
+};
 
 /// `HVC_SET_VECTORS`: x1 = physical address of a new EL2 vector table.
 pub const HVC_SET_VECTORS: u64 = 0;
@@ -139,9 +143,31 @@ pub fn decide(x: &[u64; 5], conduit: Conduit, features: Features) -> Action {
         // Linux asks PSCI_FEATURES(SMCCC_VERSION) before it calls SMCCC_VERSION; the platform's
         // PSCI may not know that the stub answers it.
         PSCI_FEATURES if features.psci && x[1] as u32 == SMCCC_VERSION => reply(0),
+        // Calls that resume a CPU at an entry point would bring it back at EL2 with nothing
+        // set up; only CPU_ON is redirected through the stub, the rest are not offered.
+        PSCI_FEATURES if features.psci && resumes_at_entry(x[1] as u32) => {
+            reply(SMCCC_NOT_SUPPORTED)
+        }
+        f if resumes_at_entry(f) => reply(SMCCC_NOT_SUPPORTED),
         f if features.psci && is_psci(f) => Action::ForwardPsci,
         _ => reply(SMCCC_NOT_SUPPORTED),
     }
+}
+
+/// PSCI calls other than CPU_ON that return to the caller at an entry point it gives:
+/// CPU_SUSPEND and CPU_DEFAULT_SUSPEND (power-down states), SYSTEM_SUSPEND (DEN0022 5.4,
+/// 5.20, 5.19).
+#[must_use]
+pub fn resumes_at_entry(function: u32) -> bool {
+    matches!(
+        function,
+        PSCI_CPU_SUSPEND_32
+            | PSCI_CPU_SUSPEND_64
+            | PSCI_CPU_DEFAULT_SUSPEND_32
+            | PSCI_CPU_DEFAULT_SUSPEND_64
+            | PSCI_SYSTEM_SUSPEND_32
+            | PSCI_SYSTEM_SUSPEND_64
+    )
 }
 
 /// PSCI function ids: owning entity 4 (standard secure service), function numbers 0..=0x1f,
@@ -312,6 +338,32 @@ mod tests {
         );
         assert!(!is_psci(0x8400_0020));
         assert!(!is_psci(0x8500_0000));
+    }
+
+    #[test]
+    fn suspend_calls_that_resume_at_an_entry_are_not_offered() {
+        let ns = Action::Reply {
+            x0: u64::MAX,
+            x1: None,
+        };
+        for id in [
+            0xC400_0001u64,
+            0x8400_0001,
+            0xC400_000C,
+            0xC400_000E,
+            0x8400_000E,
+        ] {
+            assert_eq!(
+                decide(&[id, 0, 0x4020_0000, 0, 0], Conduit::Smc, ALL),
+                ns,
+                "{id:#x}"
+            );
+            assert_eq!(
+                decide(&[0x8400_000A, id, 0, 0, 0], Conduit::Smc, ALL),
+                ns,
+                "features {id:#x}"
+            );
+        }
     }
 
     #[test]

@@ -58,6 +58,8 @@ hypstub_el2_save_and_handle:
 hypstub_el2_secondary_entry:
     ldr     x9, ={SCTLR_EL2_MMU_OFF}
     msr     sctlr_el2, x9
+    ldr     x9, =hypstub_el2_vectors
+    msr     vbar_el2, x9
     isb
     cmp     x0, #{MAX_CPUS}
     b.hs    1f

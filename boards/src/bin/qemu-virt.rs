@@ -403,15 +403,21 @@ mod firmware {
             "reloc: HVC_SOFT_RESTART to the engine at {:#x} with the block at {:#x}",
             h.engine, h.args
         );
-        smccc::hvc64(el2_stub::abi::HVC_SOFT_RESTART as u32, {
-            let mut a = [0u64; 17];
-            a[0] = h.engine;
-            a[1] = h.args;
-            a
-        });
+        // SAFETY: the plan is checked and cleaned to PoC; the ranges are the DTB area and the
+        // EL1 stage's RAM, both mapped as data; on success this never returns.
+        let r = unsafe {
+            el1::hypstub_el1_soft_restart(
+                h.engine,
+                h.args,
+                board::DTB.start,
+                board::DTB.end,
+                board::EL1_RAM.start,
+                board::EL1_RAM.end,
+            )
+        };
         // Only a refused call returns (the stub checks the entry).
         error!(
-            "reloc: the stub refused HVC_SOFT_RESTART to {:#x}",
+            "reloc: the stub refused HVC_SOFT_RESTART to {:#x} (x0 = {r:#x})",
             h.engine
         );
         board::power_off()

@@ -58,6 +58,42 @@ hypstub_el1_switch_tables:
     isb
     ret
 
+// hypstub_el1_soft_restart(x0 = engine, x1 = block, x2..x3 = range A, x4..x5 = range B)
+// The point of no return. The engine may copy over the EL1 stage's RAM and the payload may
+// use it with its MMU off, so no dirty line of it may be left to be written back later:
+// clean and invalidate both ranges to PoC by VA (Arm ARM D7.5.8) after the last store the
+// EL1 stage makes, then HVC_SOFT_RESTART with x1 = engine, x2 = block (hyp-abi.rst). Uses
+// no memory. Returns only if the stub refuses the call (x0 = HVC_STUB_ERR).
+.section .text.hypstub_el1_soft_restart, "ax"
+.global hypstub_el1_soft_restart
+hypstub_el1_soft_restart:
+    mrs     x9, ctr_el0
+    ubfx    x9, x9, #16, #4
+    mov     x10, #4
+    lsl     x10, x10, x9
+    sub     x11, x10, #1
+    bic     x2, x2, x11
+1:  cmp     x2, x3
+    b.hs    2f
+    dc      civac, x2
+    add     x2, x2, x10
+    b       1b
+2:  bic     x4, x4, x11
+3:  cmp     x4, x5
+    b.hs    4f
+    dc      civac, x4
+    add     x4, x4, x10
+    b       3b
+4:  dsb     sy
+    mov     x9, x0
+    mov     x2, x1
+    mov     x1, x9
+    mov     x0, #{HVC_SOFT_RESTART}
+    mov     x3, xzr
+    mov     x4, xzr
+    hvc     #0
+    ret
+
 // The EL1 stage's vectors: every exception is unexpected. Each slot saves x0..x30 and calls
 // hypstub_el1_exception(frame, slot), which reports and stops.
 .macro el1_ventry idx

@@ -31,6 +31,7 @@ core::arch::global_asm!(
     TCR_EL1 = const mmu::TCR_EL1,
     SCTLR_EL1_MMU_ON = const mmu::SCTLR_EL1_MMU_ON,
     FRAME_SIZE = const core::mem::size_of::<el2_stub::Frame>(),
+    HVC_SOFT_RESTART = const el2_stub::abi::HVC_SOFT_RESTART,
 );
 
 #[cfg(target_arch = "aarch64")]
@@ -41,6 +42,17 @@ unsafe extern "C" {
     /// Switches to the tables at `ttbr0` with `tcr` (MMU off for the few instructions it
     /// takes).
     pub fn hypstub_el1_switch_tables(ttbr0: u64, tcr: u64);
+    /// Cleans and invalidates `[a_start, a_end)` and `[b_start, b_end)` to PoC, then
+    /// issues HVC_SOFT_RESTART to `engine` with `block`. Returns the stub's answer only if it
+    /// refuses.
+    pub fn hypstub_el1_soft_restart(
+        engine: u64,
+        block: u64,
+        a_start: u64,
+        a_end: u64,
+        b_start: u64,
+        b_end: u64,
+    ) -> u64;
     /// The EL1 stage's vector table.
     pub static hypstub_el1_vectors: u8;
 }

@@ -11,6 +11,10 @@ _start:
     // SCTLR_EL2 resets to an UNKNOWN value on hardware: define it, MMU and caches off.
     ldr     x9, ={SCTLR_EL2_MMU_OFF}
     msr     sctlr_el2, x9
+    // From here on any exception at EL2 is reported by the stub, never a silent spin at
+    // an UNKNOWN VBAR_EL2 (Arm ARM D1.3.1).
+    ldr     x9, =hypstub_el2_vectors
+    msr     vbar_el2, x9
     isb
     // The boot CPU (slot 0) takes the first EL2 stack.
 1:  ldr     x9, =HYPSTUB_EL2_STACKS
