@@ -59,6 +59,12 @@ pub enum FwCfgError {
         /// What was found.
         detail: String,
     },
+    /// The device never finished a transfer.
+    #[error("fw_cfg: DMA transfer of item {key:#x} did not complete")]
+    Timeout {
+        /// The item.
+        key: u16,
+    },
     /// The command line is not text.
     #[error("fw_cfg: the command line is not UTF-8 text")]
     NotText,
@@ -263,6 +269,52 @@ const CTL_ERROR: u32 = 1 << 0;
 const CTL_READ: u32 = 1 << 1;
 const CTL_SELECT: u32 = 1 << 3;
 
+/// Polls of a transfer's control word before giving up (QEMU completes a transfer before
+/// the register write returns; this only bounds a broken device).
+const MAX_POLLS: u64 = 1 << 26;
+
+/// The largest writeback granule the architecture allows (CTR_EL0.CWG: up to 2 KiB, Arm ARM
+/// D19.2 CTR_EL0): a bounce buffer aligned and sized to it shares no line with anything.
+const GRANULE: usize = 2048;
+
+/// A heap buffer aligned and padded to [`GRANULE`].
+struct Bounce {
+    ptr: core::ptr::NonNull<u8>,
+    layout: core::alloc::Layout,
+}
+
+impl Bounce {
+    fn new(len: usize) -> Self {
+        let size = len.max(1).next_multiple_of(GRANULE);
+        // A granule multiple with a power-of-two alignment is always a valid layout.
+        let layout = core::alloc::Layout::from_size_align(size, GRANULE)
+            .unwrap_or(core::alloc::Layout::new::<u8>());
+        // SAFETY: `layout` has a non-zero size.
+        let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        let ptr =
+            core::ptr::NonNull::new(p).unwrap_or_else(|| alloc::alloc::handle_alloc_error(layout));
+        Self { ptr, layout }
+    }
+
+    fn range(&self) -> Range<u64> {
+        let a = self.ptr.as_ptr() as u64;
+        a..a + self.layout.size() as u64
+    }
+
+    fn bytes(&self, len: usize) -> &[u8] {
+        // SAFETY: the allocation is `layout.size() >= len` initialised (zeroed, then written
+        // by the device) bytes, owned by `self`.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), len) }
+    }
+}
+
+impl Drop for Bounce {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout, freed once.
+        unsafe { alloc::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
 /// The registers [`DmaDevice`] drives.
 pub trait Registers {
     /// Reads the 64-bit DMA address register (its signature).
@@ -319,10 +371,15 @@ impl<R: Registers, C: Cache> DmaDevice<R, C> {
         self.cache.clean_invalidate(dest.clone());
         self.cache.clean(desc_range);
         self.regs.start(desc_addr);
+        let mut polls = 0u64;
         let done = loop {
             let c = u32::from_be(self.regs.control(&desc));
             if c & !CTL_ERROR == 0 {
                 break c;
+            }
+            polls += 1;
+            if polls >= MAX_POLLS {
+                return Err(FwCfgError::Timeout { key });
             }
             core::hint::spin_loop();
         };
@@ -351,13 +408,22 @@ impl<R: Registers, C: Cache> Device for DmaDevice<R, C> {
 impl<R: Registers, C: Cache> DmaDevice<R, C> {
     fn read_range(&mut self, key: u16, select: bool, dest: Dest<'_>) -> Result<(), FwCfgError> {
         self.selected = key;
-        let range = match dest {
+        match dest {
             Dest::Buf(b) => {
-                let a = b.as_mut_ptr() as u64;
-                a..a + b.len() as u64
+                // The DMA goes to a bounce buffer that owns every writeback granule it
+                // touches: invalidating the caller's buffer itself could discard live data
+                // sharing its first or last line (the stack, the heap).
+                let mut bounce = Bounce::new(b.len());
+                let r = bounce.range();
+                self.read_phys(key, select, r.start..r.start + b.len() as u64)?;
+                b.copy_from_slice(bounce.bytes(b.len()));
+                Ok(())
             }
-            Dest::Phys(r) => r,
-        };
+            Dest::Phys(r) => self.read_phys(key, select, r),
+        }
+    }
+
+    fn read_phys(&mut self, key: u16, select: bool, range: Range<u64>) -> Result<(), FwCfgError> {
         // Large items go in chunks; only the first selects the item, the rest continue from
         // where the previous one stopped (fw_cfg.rst: the offset advances with each read).
         const CHUNK: u64 = 1 << 30;
@@ -619,10 +685,16 @@ mod tests {
     fn dma_into_a_buffer_keeps_caches_coherent_in_order() {
         let (mut d, log) = dma(0);
         let mut buf = [0u8; 64];
-        let a = buf.as_ptr() as u64;
         d.read(key::KERNEL_DATA, Dest::Buf(&mut buf)).unwrap();
         let log = log.borrow();
         assert_eq!(log.len(), 5, "{log:?}");
+        // The DMA went to a bounce buffer owning whole granules, not to `buf` (whose lines
+        // it may share with other live data).
+        let Op::CleanInvalidate(r) = &log[0] else {
+            panic!("{log:?}")
+        };
+        let a = r.start;
+        assert_eq!(a % GRANULE as u64, 0);
         assert_eq!(
             log[0],
             Op::CleanInvalidate(a..a + 64),
@@ -669,6 +741,27 @@ mod tests {
             descs[1],
             (CTL_READ, 4096, 0x4020_0000 + (1 << 30)),
             "continues without re-selecting"
+        );
+    }
+
+    struct Stuck;
+    impl Registers for Stuck {
+        fn read_dma(&mut self) -> u64 {
+            DMA_SIGNATURE
+        }
+        fn start(&mut self, _descriptor: u64) {}
+        fn control(&mut self, _d: &DmaAccess) -> u32 {
+            CTL_READ.to_be()
+        }
+    }
+
+    #[test]
+    fn a_device_that_never_finishes_is_an_error() {
+        let mut d = DmaDevice::new(Stuck, Recorder::default());
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            d.read(key::ID, Dest::Buf(&mut buf)),
+            Err(FwCfgError::Timeout { key: key::ID })
         );
     }
 
