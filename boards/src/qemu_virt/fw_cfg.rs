@@ -413,7 +413,7 @@ impl<R: Registers, C: Cache> DmaDevice<R, C> {
                 // The DMA goes to a bounce buffer that owns every writeback granule it
                 // touches: invalidating the caller's buffer itself could discard live data
                 // sharing its first or last line (the stack, the heap).
-                let mut bounce = Bounce::new(b.len());
+                let bounce = Bounce::new(b.len());
                 let r = bounce.range();
                 self.read_phys(key, select, r.start..r.start + b.len() as u64)?;
                 b.copy_from_slice(bounce.bytes(b.len()));
