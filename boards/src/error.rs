@@ -23,6 +23,14 @@ pub enum BootError {
     /// The DTB describes no RAM the firmware can use.
     #[error("DTB: no /memory range contains {0:#x}, where this board's RAM starts")]
     NoRam(u64),
+    /// The DTB is too large for the heap the edits need.
+    #[error("DTB: {size} bytes of nodes and strings is too large to edit in the firmware's {heap}-byte heap (at most about a tenth of it)")]
+    DtbTooLarge {
+        /// The DTB's size.
+        size: usize,
+        /// The heap's size.
+        heap: usize,
+    },
     /// The built-in demo saw wrong answers from the stub.
     #[error("demo: the stub's answers were wrong (see above); not relocating the demo payload")]
     DemoFailed,

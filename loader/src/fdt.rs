@@ -197,12 +197,21 @@ pub struct Edits<'a> {
     bootargs: Option<&'a str>,
     memreserves: Vec<(u64, u64)>,
     initrd: Option<(u64, u64)>,
+    disable: Vec<&'a str>,
 }
 
 impl<'a> Edits<'a> {
     /// No changes.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets `status = "disabled"` on the root's child node `name` (e.g. `flash@0`), if the
+    /// DTB has it; a DTB without it is left as it is.
+    #[must_use]
+    pub fn disable(mut self, name: &'a str) -> Self {
+        self.disable.push(name);
+        self
     }
 
     /// Sets `/chosen/bootargs`, creating `/chosen` if needed.
@@ -492,6 +501,11 @@ impl<'a> Dtb<'a> {
             if let Some((start, end)) = edits.initrd {
                 chosen.add_property(DeviceTreeProperty::new_unchecked(INITRD_START, start));
                 chosen.add_property(DeviceTreeProperty::new_unchecked(INITRD_END, end));
+            }
+        }
+        for name in &edits.disable {
+            if let Some(node) = tree.root.child_mut(name) {
+                node.add_property(DeviceTreeProperty::new_unchecked("status", "disabled"));
             }
         }
         for &(base, size) in &edits.memreserves {

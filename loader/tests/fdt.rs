@@ -9,6 +9,7 @@
 use dtoolkit::fdt::Fdt;
 use dtoolkit::memreserve::MemoryReservation;
 use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
+use dtoolkit::{Node, Property};
 use loader::fdt::{Dtb, Edits, FdtError, PsciMethod, FDT_HEADER_SIZE};
 
 const QEMU_VIRT: &[u8] = include_bytes!("data/qemu-virt-gicv3.dtb");
@@ -486,4 +487,18 @@ fn model_built_tree() {
     dtb.set_bootargs("console=ttyS0,115200").unwrap();
     assert_eq!(dtb.bootargs(), Ok(Some("console=ttyS0,115200")));
     assert!(dtb.fdt().find_node("/chosen").is_some());
+}
+
+#[test]
+fn disables_a_node_and_ignores_a_missing_one() {
+    let mut buf = QEMU_VIRT.to_vec();
+    let mut dtb = Dtb::new(&mut buf).unwrap();
+    dtb.apply(&Edits::new().disable("flash@0").disable("no-such-node@1"))
+        .unwrap();
+    let flash = dtb
+        .fdt()
+        .find_node("/flash@0")
+        .expect("QEMU virt has /flash@0");
+    let status = flash.property("status").expect("status added");
+    assert_eq!(status.value(), b"disabled\0");
 }

@@ -209,13 +209,32 @@ mod firmware {
         // DTB edits first: if the DTB cannot take them, nothing has been loaded yet.
         let mut edits = Edits::new().bootargs(&payload_cmdline);
         if el == 1 {
-            edits = edits.memreserve(
-                board::RESIDENT.start,
-                board::RESIDENT.end - board::RESIDENT.start,
-            );
+            // The stub stays: its RAM is reserved, and the flash it runs from must not be
+            // reprogrammed by a payload driver (QEMU describes it as `cfi-flash`).
+            edits = edits
+                .memreserve(
+                    board::RESIDENT.start,
+                    board::RESIDENT.end - board::RESIDENT.start,
+                )
+                .disable(board::FLASH_NODE);
         }
         if let Some(r) = &initrd {
             edits = edits.initrd(r.start, r.end);
+        }
+        // The rewrite works on a copy of the tree in the heap (about ten times its content:
+        // the structure and strings blocks, header words 0x24 and 0x20; QEMU's totalsize also
+        // counts the free room it leaves).
+        let word = |at: usize| {
+            dtb.as_bytes()
+                .get(at..at + 4)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        };
+        let content = word(0x20) + word(0x24);
+        if content.saturating_mul(10) > heap_size() {
+            return Err(BootError::DtbTooLarge {
+                size: content,
+                heap: heap_size(),
+            });
         }
         dtb.apply(&edits)?;
         // The DTB moves too, after the image and the initrd: where QEMU left it is where a

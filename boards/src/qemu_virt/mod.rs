@@ -39,6 +39,8 @@ pub fn lowest_base(header: &loader::image::ImageHeader) -> u64 {
 }
 /// Flash: two 64 MiB banks at 0 (the image runs from the first).
 const FLASH_END: u64 = 0x0800_0000;
+/// The DTB node of the flash the firmware runs from (QEMU virt's `cfi-flash`).
+pub const FLASH_NODE: &str = "flash@0";
 /// The firmware's code (flash), mapped read-only and executable at EL1.
 pub const FLASH: Range<u64> = 0..FLASH_END;
 /// Devices (GIC, UART, fw_cfg, virtio, PCIe windows below RAM), mapped as Device memory.
