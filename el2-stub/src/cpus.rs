@@ -41,8 +41,11 @@ pub struct Mailboxes(UnsafeCell<[Target; MAX_CPUS]>);
 
 // SAFETY: a slot is written only by the CPU that is about to ask the platform to start that
 // slot's CPU, and read only by that CPU once started (the platform's CPU_ON orders the two,
-// and the writer issues `dsb sy` before the call). Both run with the MMU off, so the memory
-// is Device memory and no cache can hold a stale copy.
+// and the writer issues `dsb sy` before the call). Both run with the MMU off, so they access
+// memory directly; nothing ever writes this RAM through a cacheable mapping (the EL1 stage
+// does not map it, the engine does not write it, a payload at EL1 is told it is reserved),
+// so no dirty line can hide what is in memory. Two CPUs calling CPU_ON for the same target
+// at once could race on its slot; PSCI answers the loser ALREADY_ON or ON_PENDING.
 unsafe impl Sync for Mailboxes {}
 
 #[unsafe(link_section = ".bss.stub.mailboxes")]

@@ -1,8 +1,8 @@
 //! EL2 register set-up for an EL1 guest, and the drop to EL1.
 //!
 //! Each value follows Documentation/arch/arm64/booting.rst ("Entering the kernel at EL1 with
-//! EL2 present") and the Arm ARM register descriptions cited beside it. Only this module and
-//! the assembly write EL2 system registers.
+//! EL2 present") and the Arm ARM register descriptions cited beside it. This module owns the
+//! set-up; the handler writes only what a call changes (VBAR, ELR, SPSR, SCTLR_EL2).
 
 #[cfg(target_arch = "aarch64")]
 use aarch64_cpu::asm::barrier;

@@ -1,5 +1,5 @@
 //! The relocation argument block: the one pointer the relocation engine gets (DESIGN.md
-//! section 3.2; the table of fields is in ARGS.md).
+//! section 3.2; the table of fields is in docs/reloc-args.md).
 //!
 //! HVC_SOFT_RESTART carries only three registers to its target, so the engine takes the
 //! physical address of this block in x0. The block starts with a magic number, a version and
@@ -30,7 +30,7 @@ pub const FLAG_MMU: u64 = 1 << 0;
 /// it parks the CPU.
 pub const FLAG_PSCI_STOP: u64 = 1 << 1;
 
-/// The relocation argument block, version 1 (ARGS.md has the table of fields).
+/// The relocation argument block, version 1 (docs/reloc-args.md has the table of fields).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ArgBlock {
@@ -126,7 +126,7 @@ pub mod offsets {
     pub const DIGEST_SIZE: usize = size_of::<Digest>();
 }
 
-// The layout is an ABI (ARGS.md): pin every offset so that a change breaks the build.
+// The layout is an ABI (docs/reloc-args.md): pin every offset so that a change breaks the build.
 const _: () = assert!(offsets::MAGIC == 0x00);
 const _: () = assert!(offsets::VERSION == 0x08);
 const _: () = assert!(offsets::SIZE == 0x0c);
@@ -274,9 +274,10 @@ impl Digest {
     }
 }
 
-/// Checks `block` exactly as the engine does before it touches anything else, in this order:
-/// magic, version, size (== [`SIZE_V1`]), `el` (1 or 2), `entry` (non-zero, 4-byte aligned),
-/// and with [`FLAG_MMU`] `ttbr0` (non-zero, 4 KiB aligned).
+/// Checks `block` before the point of no return, in this order: magic, version, size
+/// (== [`SIZE_V1`]) -- the checks the engine itself repeats -- then what only the firmware
+/// checks: `el` (1 or 2), `entry` (non-zero, 4-byte aligned), and with [`FLAG_MMU`] `ttbr0`
+/// (non-zero, 4 KiB aligned).
 ///
 /// # Errors
 /// The first check that fails, as an [`ArgError`] naming the field and its value.

@@ -8,7 +8,7 @@
 //! the destinations, turns the MMU off and enters the payload. This crate builds all of that:
 //!
 //! - [`args`]: the argument block ABI the engine reads ([`args::ArgBlock`], its field
-//!   offsets for the assembly, and the checks the engine makes). ARGS.md documents it.
+//!   offsets for the assembly, and the checks the engine makes). docs/reloc-args.md documents it.
 //! - [`list`]: Linux's page-list format (arch/arm64/kernel/relocate_kernel.S), a writer, and
 //!   a walker that interprets a list exactly as the engine does.
 //! - [`mem`]: the [`Memory`](mem::Memory) trait through which the builder writes physical

@@ -304,7 +304,7 @@ pub enum PlanError {
     /// The page list could not be written or walked.
     #[error(transparent)]
     List(#[from] ListError),
-    /// The argument block would be rejected by the engine.
+    /// The argument block fails [`crate::args::validate`].
     #[error(transparent)]
     Args(#[from] ArgError),
 }

@@ -1,9 +1,11 @@
 //! hypstub firmware for QEMU `-M virt,virtualization=on` (`-bios` image).
 //!
-//! The boot story: `entry.S` starts the boot CPU at EL2 with a stack; [`el2_main`] sets up
-//! EL2 and the stub and drops to EL1; the EL1 stage turns its MMU on ([`el1_main`]), reads
-//! the payload and command line from fw_cfg, checks and places the payload, edits the DTB,
-//! and enters the payload at EL1 with the stub resident (or runs the built-in demo).
+//! The boot story: `entry.S` starts the boot CPU at EL2 with a stack; `qemu_virt_el2_main`
+//! sets up EL2 and the stub and drops to EL1; the EL1 stage (`qemu_virt_el1_main`) turns its
+//! MMU on, reads the payload and command line from fw_cfg (or takes the built-in demo),
+//! checks and places the payload, edits the DTB, stages everything with the relocation
+//! planner and issues HVC_SOFT_RESTART; the engine copies and enters the payload at EL2
+//! (default) or at EL1 with the stub resident.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -270,7 +272,9 @@ mod firmware {
                 console: Some(board::PL011 as u64),
                 pa_bits: pa_bits(),
             },
-            IdentityMemory,
+            // SAFETY: `map_all_ram` switched to the full map above; the planner is the only
+            // user.
+            unsafe { IdentityMemory::new() },
         )?;
         let kernel = planner.add_segment("payload", image.start..image.start + size)?;
         let initrd_seg = match &initrd {

@@ -37,8 +37,10 @@ macro_rules! by_va {
         let line = line_size();
         let mut va = r.start & !(line - 1);
         while va < r.end {
-            // SAFETY: data cache maintenance by VA on an address the caller has mapped; it
-            // changes no data as seen by a coherent observer.
+            // SAFETY: data cache maintenance by VA on an address the caller has mapped. A
+            // clean changes no data; an invalidate discards dirty lines, so callers
+            // invalidate only memory whose current contents are in memory or do not matter
+            // (DMA buffers they own whole, per fw_cfg's bounce buffers).
             unsafe { core::arch::asm!(concat!("dc ", $op, ", {}"), in(reg) va, options(nostack)) };
             va += line;
         }

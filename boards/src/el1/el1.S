@@ -1,4 +1,5 @@
-// The EL1 stage's assembly: MMU on, the vector table, and the hand-off to a payload.
+// The EL1 stage's assembly: MMU on, the switch to the full map, the vector table, and the
+// point of no return (clean, then HVC_SOFT_RESTART to the relocation engine).
 
 // hypstub_el1_mmu_on(x0 = TTBR0_EL1, x1 = start, x2 = end of RAM written with the MMU off)
 // Runs with the MMU off, before any Rust at EL1; uses no stack.

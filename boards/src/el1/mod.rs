@@ -8,13 +8,26 @@ pub mod mmu;
 
 /// Physical memory through the EL1 stage's identity map (VA = PA), for the relocation
 /// planner.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct IdentityMemory;
+#[derive(Debug)]
+pub struct IdentityMemory(());
+
+impl IdentityMemory {
+    /// Physical memory as the EL1 stage's identity map shows it.
+    ///
+    /// # Safety
+    /// The full map must be active (every RAM page the planner may hand out is mapped as
+    /// data, VA = PA), and the caller must pass it only to a planner, which reads and writes
+    /// only pages it allocated from free RAM -- never the firmware's own memory.
+    #[must_use]
+    pub unsafe fn new() -> Self {
+        Self(())
+    }
+}
 
 impl reloc::mem::Memory for IdentityMemory {
     fn bytes(&self, pa: u64, len: usize) -> &[u8] {
-        // SAFETY: the planner only asks for pages of RAM it allocated from free memory, which
-        // the full map covers as data; nothing else uses them while the plan is built.
+        // SAFETY: per `IdentityMemory::new`'s contract, the map is active and the planner asks
+        // only for pages it allocated from free RAM, which nothing else uses meanwhile.
         unsafe { core::slice::from_raw_parts(pa as *const u8, len) }
     }
 
