@@ -1,7 +1,8 @@
 //! Helpers for hypstub's integration tests (`tests/tests/*.rs`): build the images once
-//! per test binary, boot them on QEMU with a timeout, and check the serial log and the
-//! exit status against the markers of docs/CONTRACTS.md. Also the inputs the tests make:
-//! arm64 Image headers, pseudo-random files and their CRC32C.
+//! per test binary, find the Linux test assets in their cache, boot them on QEMU with a
+//! timeout, and check the serial log and the exit status against the markers of
+//! docs/CONTRACTS.md. Also the inputs the tests make: arm64 Image headers, pseudo-random
+//! files and their CRC32C.
 //!
 //! Every check that fails panics with the whole serial log, QEMU's own stderr and the
 //! command line, so a failure in CI can be read without rerunning it. A test that needs
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use xtask::assets::{self, LinuxAssets};
 use xtask::image::{self, Board, BuildOptions, Payload, Variant};
 use xtask::qemu::{self, Qemu};
 use xtask::runner::{Capture, QemuRun, RunOutcome};
@@ -22,6 +24,10 @@ pub use xtask::bench::DIGESTS_MATCH;
 
 /// How long one boot may take before QEMU is killed and the test fails.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long one Linux boot may take (about 4 s on a 2-CPU machine; a guard against hangs
+/// on a loaded one).
+pub const LINUX_BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// What the engine prints after copying (before the digests are checked).
 pub const COPIED: &str = "reloc: copied ";
@@ -123,6 +129,18 @@ pub fn bench_payload_256mib() -> &'static Path {
     }
 }
 
+/// The Linux test assets (Debian's arm64 kernel, busybox and the initramfs), from their
+/// cache, checked against the SHA-256s recorded when they were fetched. The tests never
+/// fetch: `cargo xtask test` does that before them. Panics when they are missing or
+/// changed, saying what to run.
+pub fn linux_assets() -> &'static LinuxAssets {
+    static ASSETS: OnceLock<Result<LinuxAssets, String>> = OnceLock::new();
+    match ASSETS.get_or_init(|| assets::cached().map_err(|e| e.to_string())) {
+        Ok(assets) => assets,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// A QEMU `virt` machine booting the firmware, with the defaults of [`QemuRun::new`].
 pub fn machine() -> QemuRun {
     // Look for QEMU before building, so that a missing QEMU is reported first and fast.
@@ -214,6 +232,15 @@ impl Boot {
             self.fail(&format!(
                 "serial log contains {needle:?}, which it must not"
             ));
+        }
+        self
+    }
+
+    /// Fails, with the whole log, unless `ok`; `what` says what was expected.
+    #[track_caller]
+    pub fn assert_that(&self, ok: bool, what: &str) -> &Self {
+        if !ok {
+            self.fail(what);
         }
         self
     }

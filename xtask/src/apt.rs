@@ -380,6 +380,15 @@ impl fmt::Display for InstallPlan {
     }
 }
 
+/// The first enabled `deb` entry that serves `suite` with component `main`: the Debian
+/// archive the machine uses for that suite. Entries of other repositories that reuse a
+/// suite name (a vendor's `bookworm` with component `stable`) are passed over.
+pub fn debian_archive<'a>(sources: &'a [AptSource], suite: &str) -> Option<&'a AptSource> {
+    sources
+        .iter()
+        .find(|s| s.serves(suite) && s.components.iter().any(|c| c == "main"))
+}
+
 /// The deb822 text of a `bookworm-backports` entry for the archive the machine uses for
 /// `bookworm`, or `None` when some enabled source already serves `bookworm-backports`.
 ///
@@ -391,10 +400,7 @@ pub fn backports_sources(sources: &[AptSource]) -> Result<Option<String>, PlanEr
     if sources.iter().any(|s| s.serves("bookworm-backports")) {
         return Ok(None);
     }
-    let base = sources
-        .iter()
-        .find(|s| s.serves("bookworm") && s.components.iter().any(|c| c == "main"))
-        .ok_or(PlanError::NoBookwormSource)?;
+    let base = debian_archive(sources, "bookworm").ok_or(PlanError::NoBookwormSource)?;
     let mut text = String::new();
     let _ = writeln!(
         text,

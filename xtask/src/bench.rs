@@ -15,7 +15,11 @@
 //! A run counts only if it booted: QEMU exits with status 0, the payload printed
 //! [`payload::MARKER`], the engine's digests matched, and both reloc lines are there and
 //! say the requested copy mode. Anything else fails the bench with the whole log.
+//!
+//! The second part, [`boot`], times a whole Linux boot through hypstub against QEMU's own
+//! direct boot of the same kernel and initramfs.
 
+pub mod boot;
 pub mod console;
 pub mod payload;
 
@@ -422,6 +426,7 @@ fn boot(
     let capture = Capture {
         timeout: RUN_TIMEOUT,
         stop_at: None,
+        time_of: Vec::new(),
         echo_prefix: None,
     };
     let out = run.run_captured(qemu, &capture)?;

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::assets::{self, Fetch};
 use crate::image::{self, Board, BuildOptions, Payload, Variant, TARGET};
 use crate::{bench, cargo, qemu, run};
 
@@ -109,6 +110,10 @@ pub fn ci_steps() -> Vec<Step> {
             }
             let bench = bench::payload::ensure(256)?;
             println!("{}: 256 MiB", bench.display());
+            Ok(())
+        }),
+        Step::new("Linux test assets", || {
+            assets::ensure(Fetch::IfMissing)?;
             Ok(())
         }),
         Step::cargo(
@@ -265,9 +270,15 @@ mod tests {
             .iter()
             .position(|t| t.starts_with("test firmware variant"))
             .unwrap();
+        let linux = titles
+            .iter()
+            .position(|t| t == "Linux test assets")
+            .unwrap();
         assert!(
-            variant < titles.len() - 1 && images < titles.len() - 1,
-            "every image the QEMU tests boot is built before them"
+            [variant, images, linux]
+                .iter()
+                .all(|&i| i < titles.len() - 1),
+            "every image and asset the QEMU tests boot is ready before them"
         );
     }
 }

@@ -8,7 +8,11 @@
 //!   a timeout, and an optional marker to stop at.
 //! - [`checks`]: the steps of `cargo xtask test`, the same ones CI runs.
 //! - [`bench`]: `cargo xtask bench`, the relocation figures, with its payloads
-//!   ([`bench::payload`], encoded with [`a64`]) and the console lines it reads.
+//!   ([`bench::payload`], encoded with [`a64`]) and the console lines it reads, and the
+//!   Linux boot time through hypstub against QEMU's own boot ([`bench::boot`]).
+//! - [`assets`]: the Linux test assets by Debian package name (kernel, busybox), fetched
+//!   through a private APT configuration into a cache checked by SHA-256, and the
+//!   initramfs built from them; [`linux`]: the Linux machine and what its `/init` reports.
 //!
 //! Principles: plain cargo stays the build system (`cargo build -p hypstub-boards --target
 //! aarch64-unknown-none-softfloat` works without xtask; xtask only adds objcopy and QEMU);
@@ -17,9 +21,11 @@
 
 pub mod a64;
 pub mod apt;
+pub mod assets;
 pub mod bench;
 pub mod checks;
 pub mod image;
+pub mod linux;
 pub mod qemu;
 pub mod runner;
 
@@ -63,12 +69,16 @@ pub fn output_dir() -> PathBuf {
 
 /// A `cargo` command run in the workspace root, with an absolute `CARGO_TARGET_DIR`, so
 /// that every nested build (from xtask or from a test binary, whose working directory is
-/// its package) shares one target directory.
+/// its package) shares one target directory; likewise an absolute `HYPSTUB_CACHE` when
+/// it is set, so that the tests find the Linux assets xtask fetched.
 pub fn cargo() -> Command {
     let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(program);
     cmd.current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", target_dir());
+    if std::env::var_os(assets::CACHE_ENV).is_some_and(|v| !v.is_empty()) {
+        cmd.env(assets::CACHE_ENV, assets::cache_dir());
+    }
     cmd
 }
 
@@ -90,12 +100,12 @@ pub fn run(cmd: &mut Command, quiet: bool) -> anyhow::Result<()> {
 
 /// A command as a line a shell would accept (arguments quoted where needed). Variables
 /// the command sets or removes are shown through `env` (`env -u NAME NAME2=value cmd`),
-/// except `CARGO_TARGET_DIR`, which [`cargo`] sets on every cargo command.
+/// except `CARGO_TARGET_DIR` and `HYPSTUB_CACHE`, which [`cargo`] only makes absolute.
 pub fn display_command(cmd: &Command) -> String {
     let (mut removed, mut set) = (Vec::new(), Vec::new());
     for (name, value) in cmd.get_envs() {
         match value {
-            _ if name == "CARGO_TARGET_DIR" => {}
+            _ if name == "CARGO_TARGET_DIR" || name == assets::CACHE_ENV => {}
             // `env` takes its options before the assignments.
             None => removed.extend(["-u".to_owned(), shell_quote(name)]),
             Some(value) => {

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -80,11 +80,13 @@ impl FromStr for Cpu {
     }
 }
 
-/// A QEMU `-M virt,virtualization=on` machine booting a hypstub image from flash.
+/// A QEMU `-M virt,virtualization=on` machine booting a hypstub image from flash (or,
+/// for comparison, QEMU's own direct kernel boot: [`QemuRun::direct`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QemuRun {
-    /// The `-bios` flash image.
-    pub image: PathBuf,
+    /// The `-bios` flash image; `None` for QEMU's own boot of `-kernel` (it loads the
+    /// kernel, initrd and DTB into RAM itself and enters the kernel at EL2).
+    pub image: Option<PathBuf>,
     /// Number of CPUs (`-smp`).
     pub smp: u32,
     /// GIC version.
@@ -109,7 +111,7 @@ impl QemuRun {
     /// One CPU, GICv3, 512 MiB, `-cpu max`, no payload: the built-in demo.
     pub fn new(image: impl Into<PathBuf>) -> Self {
         QemuRun {
-            image: image.into(),
+            image: Some(image.into()),
             smp: 1,
             gic: Gic::V3,
             mem: "512M".into(),
@@ -119,6 +121,16 @@ impl QemuRun {
             append: None,
             gdb: false,
             extra_args: Vec::new(),
+        }
+    }
+
+    /// No firmware: QEMU boots `-kernel` itself (hw/arm/boot.c), entering it at EL2 with
+    /// the same machine otherwise. For comparing a boot through hypstub with QEMU's own.
+    pub fn direct(kernel: impl Into<PathBuf>) -> Self {
+        QemuRun {
+            image: None,
+            kernel: Some(kernel.into()),
+            ..QemuRun::new("")
         }
     }
 
@@ -182,8 +194,10 @@ impl QemuRun {
         push(&self.smp.to_string());
         push(&"-m");
         push(&self.mem);
-        push(&"-bios");
-        push(&self.image);
+        if let Some(image) = &self.image {
+            push(&"-bios");
+            push(image);
+        }
         if let Some(kernel) = &self.kernel {
             push(&"-kernel");
             push(kernel);
@@ -247,29 +261,40 @@ impl QemuRun {
             })?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(Mutex::new(Vec::new()));
+        // The reader notes when each marker arrives, so its time does not depend on how
+        // often this loop polls.
+        let watches: Vec<Watch> = capture
+            .stop_at
+            .iter()
+            .chain(&capture.time_of)
+            .map(|marker| Watch {
+                marker: marker.as_bytes().to_vec(),
+                seen: Arc::new(OnceLock::new()),
+            })
+            .collect();
+        let seen: Vec<Arc<OnceLock<Instant>>> =
+            watches.iter().map(|w| Arc::clone(&w.seen)).collect();
+        let (stop_seen, noted) = match capture.stop_at {
+            Some(_) => (seen.first(), &seen[1..]),
+            None => (None, &seen[..]),
+        };
         let readers = [
             child
                 .stdout
                 .take()
-                .map(|out| echo_into(out, Arc::clone(&log), capture.echo_prefix.clone())),
+                .map(|out| echo_into(out, Arc::clone(&log), capture.echo_prefix.clone(), watches)),
             child.stderr.take().map(|err| {
                 let prefix = capture.echo_prefix.as_ref().map(|p| format!("{p}(qemu) "));
-                echo_into(err, Arc::clone(&errors), prefix)
+                echo_into(err, Arc::clone(&errors), prefix, Vec::new())
             }),
         ];
 
-        let mut searched = 0;
         let (status, stopped_at_marker) = loop {
             if let Some(status) = child.try_wait().map_err(RunError::Wait)? {
                 break (status, false);
             }
-            if let Some(marker) = &capture.stop_at {
-                let log = log.lock().unwrap_or_else(PoisonError::into_inner);
-                if contains_from(&log, marker.as_bytes(), searched) {
-                    drop(log);
-                    break (kill(&mut child)?, true);
-                }
-                searched = log.len().saturating_sub(marker.len());
+            if stop_seen.is_some_and(|seen| seen.get().is_some()) {
+                break (kill(&mut child)?, true);
             }
             if start.elapsed() >= capture.timeout {
                 kill(&mut child)?;
@@ -281,15 +306,23 @@ impl QemuRun {
                     stderr,
                 });
             }
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(Duration::from_millis(10));
         };
+        let elapsed = start.elapsed();
         let (log, stderr) = collect(readers, &log, &errors);
         Ok(RunOutcome {
             status,
             log,
             stderr,
             stopped_at_marker,
-            elapsed: start.elapsed(),
+            marker_after: stop_seen
+                .and_then(|seen| seen.get())
+                .map(|&at| at.duration_since(start)),
+            times: noted
+                .iter()
+                .map(|seen| seen.get().map(|&at| at.duration_since(start)))
+                .collect(),
+            elapsed,
             command,
         })
     }
@@ -302,6 +335,8 @@ pub struct Capture {
     pub timeout: Duration,
     /// Kill QEMU (successfully) as soon as the serial log contains this.
     pub stop_at: Option<String>,
+    /// Note when each of these first appears in the serial log ([`RunOutcome::times`]).
+    pub time_of: Vec<String>,
     /// Echo each console line to stderr behind this prefix; `None` is silent.
     pub echo_prefix: Option<String>,
 }
@@ -312,6 +347,7 @@ impl Capture {
         Capture {
             timeout,
             stop_at: None,
+            time_of: Vec::new(),
             echo_prefix: Some("[qemu] ".into()),
         }
     }
@@ -328,6 +364,12 @@ pub struct RunOutcome {
     pub stderr: String,
     /// QEMU was stopped because [`Capture::stop_at`] appeared.
     pub stopped_at_marker: bool,
+    /// When the serial console delivered [`Capture::stop_at`], counted from the spawn
+    /// (`None` without a marker, or if it never came).
+    pub marker_after: Option<Duration>,
+    /// When the serial console delivered each of [`Capture::time_of`], counted from the
+    /// spawn (`None` for one that never came).
+    pub times: Vec<Option<Duration>>,
     /// Wall-clock time from spawn to exit.
     pub elapsed: Duration,
     /// The command line, for messages.
@@ -366,11 +408,19 @@ pub enum RunError {
     },
 }
 
-/// Reads `from` to its end into `into`, echoing complete lines behind `prefix`.
+/// A marker to look for in a stream, and where to note when it first arrived.
+struct Watch {
+    marker: Vec<u8>,
+    seen: Arc<OnceLock<Instant>>,
+}
+
+/// Reads `from` to its end into `into`, echoing complete lines behind `prefix` and noting
+/// when each of `watches` arrives.
 fn echo_into(
     mut from: impl Read + Send + 'static,
     into: Arc<Mutex<Vec<u8>>>,
     prefix: Option<String>,
+    watches: Vec<Watch>,
 ) -> JoinHandle<()> {
     thread::spawn(move || {
         let mut buf = [0u8; 4096];
@@ -381,11 +431,23 @@ fn echo_into(
                 eprintln!("{prefix}{}", text.trim_end_matches(['\r', '\n']));
             }
         };
+        // Where the search for each marker resumes.
+        let mut searched = vec![0; watches.len()];
         // A read error ends the capture like EOF: the child is gone either way.
         while let Ok(n @ 1..) = from.read(&mut buf) {
-            into.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend_from_slice(&buf[..n]);
+            let arrived = Instant::now();
+            {
+                let mut all = into.lock().unwrap_or_else(PoisonError::into_inner);
+                all.extend_from_slice(&buf[..n]);
+                for (w, from) in watches.iter().zip(&mut searched) {
+                    if w.seen.get().is_none() {
+                        if contains_from(&all, &w.marker, *from) {
+                            let _ = w.seen.set(arrived);
+                        }
+                        *from = all.len().saturating_sub(w.marker.len());
+                    }
+                }
+            }
             for &byte in &buf[..n] {
                 line.push(byte);
                 if byte == b'\n' {
@@ -590,6 +652,8 @@ mod tests {
         assert_eq!(out.log, "hypstub qemu-virt\nno newline");
         assert_eq!(out.stderr, "oops\n");
         assert!(!out.stopped_at_marker);
+        assert_eq!(out.marker_after, None);
+        assert!(out.times.is_empty());
     }
 
     #[test]
@@ -610,15 +674,28 @@ mod tests {
 
     #[test]
     fn stops_at_marker() {
-        let f = fake("marker", "echo one; echo 'demo: PASS'; exec sleep 30");
+        let f = fake(
+            "marker",
+            "echo one; sleep 0.2; echo 'demo: PASS'; exec sleep 30",
+        );
         let capture = Capture {
             stop_at: Some("demo: PASS".into()),
+            time_of: vec!["one".into(), "never".into()],
             ..Capture::with_timeout(Duration::from_secs(20))
         };
         let start = Instant::now();
         let out = f.run.run_captured(&f.qemu, &capture).unwrap();
         assert!(out.stopped_at_marker);
         assert!(out.log.contains("demo: PASS"));
+        let at = out.marker_after.expect("the marker's arrival is noted");
+        assert!(at <= out.elapsed, "{at:?} {:?}", out.elapsed);
+        let [Some(one), None] = out.times[..] else {
+            panic!("`one` noted, `never` not: {:?}", out.times);
+        };
+        assert!(
+            one + Duration::from_millis(150) <= at,
+            "`one` came 0.2 s before the marker: {one:?} {at:?}"
+        );
         assert!(start.elapsed() < Duration::from_secs(10));
     }
 
