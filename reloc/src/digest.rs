@@ -153,15 +153,21 @@ mod hw {
         unsafe { update_crc(reg, data) }
     }
 
-    /// `crc32cx` over each 8 bytes (a little-endian load, as the engine does), then `crc32cb`.
+    /// `crc32cb` up to the first 8-byte boundary, `crc32cx` over each aligned 8 bytes (a
+    /// little-endian load, as the engine does), then `crc32cb` over the rest. Aligned word
+    /// loads matter: the target has strict alignment, so an unaligned `u64` would be built
+    /// from eight byte loads.
     #[target_feature(enable = "crc")]
     fn update_crc(mut reg: u32, data: &[u8]) -> u32 {
-        let mut chunks = data.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            reg = __crc32cd(reg, w);
+        // SAFETY: every bit pattern is a valid u64; `align_to` only splits the slice.
+        let (head, words, tail) = unsafe { data.align_to::<u64>() };
+        for &b in head {
+            reg = __crc32cb(reg, b);
         }
-        for &b in chunks.remainder() {
+        for &w in words {
+            reg = __crc32cd(reg, u64::from_le(w));
+        }
+        for &b in tail {
             reg = __crc32cb(reg, b);
         }
         reg
