@@ -193,3 +193,23 @@ fn corrupt_staging_image_is_a_separate_build() {
         "the two images are the same bytes"
     );
 }
+
+/// A fault in the firmware's own EL1 stage is reported with its syndrome, then the machine
+/// stops (the test image reads the stub's RAM, which the EL1 stage leaves unmapped, when
+/// the command line has `test.el1_fault`).
+#[test]
+fn el1_stage_fault_is_reported() {
+    let run = client_machine(
+        Some(corrupt_staging_firmware()),
+        el2_client(),
+        "test.el1_fault",
+    );
+    boot("el1_stage_fault_is_reported", &run)
+        .assert_success()
+        .assert_contains("EL1 fault: data abort at the same EL")
+        .assert_contains("ESR_EL1=")
+        .assert_contains("FAR_EL1=0x0000000040100000")
+        .assert_contains("hypstub: system stopped")
+        .assert_lacks("reloc: copied")
+        .assert_lacks("el2-client: entered");
+}

@@ -145,6 +145,13 @@ mod firmware {
         ))?;
         let cmdline = fw.cmdline()?;
         let (opts, payload_cmdline) = options::parse(&cmdline)?;
+        #[cfg(feature = "test-el1-fault")]
+        if cmdline.split_whitespace().any(|w| w == "test.el1_fault") {
+            warn!("test hook: reading the stub's RAM, which the EL1 stage does not map");
+            // SAFETY: none needed for the hardware: the address is unmapped at EL1, so the
+            // read faults and the EL1 vectors report it; it is a test of exactly that.
+            let _ = unsafe { core::ptr::read_volatile(board::RESIDENT.start as *const u64) };
+        }
         log::set_max_level(opts.log);
         report_options(&opts, &cmdline);
 
