@@ -76,10 +76,10 @@ macro_rules! platform {
     };
 }
 
-/// The assembler macros `save_frame_rest` and `restore_frame` that save and restore a
-/// [`Frame`] on the stack, for vector tables (the stub's and the boards' EL1 ones): put
-/// `el2_stub::frame_macros!()` in front of the assembly in a `concat!`, and `.purgem` both
-/// at its end.
+/// The assembler macros `vector_table`, `save_frame_rest` and `restore_frame` that lay out a
+/// vector table and save and restore a [`Frame`] on the stack, for vector tables (the stub's
+/// and the boards' EL1 ones): put `el2_stub::frame_macros!()` in front of the assembly in a
+/// `concat!`, and `.purgem` all three at its end. The assembly must supply `FRAME_SIZE`.
 #[macro_export]
 macro_rules! frame_macros {
     () => {
@@ -125,6 +125,22 @@ macro_rules! frame_macros {
             "    ldp     x28, x29, [sp, #16 * 14]\n",
             "    ldr     x30, [sp, #16 * 15]\n",
             "    ldp     x0, x1, [sp]\n",
+            ".endm\n",
+            "\n",
+            "// Sixteen slots of 0x80 bytes (Arm ARM D1.3.1), each reserving a Frame on the stack,\n",
+            "// saving x0/x1 and branching to `handler` with x1 = the slot's index. `.org` fails to\n",
+            "// assemble if a slot outgrows its 32 instructions; the bytes after the branch are\n",
+            "// never executed.\n",
+            ".macro vector_table handler\n",
+            "    .irp idx, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15\n",
+            "    .balign 0x80\n",
+            "9000:\n",
+            "    sub     sp, sp, #{FRAME_SIZE}\n",
+            "    stp     x0, x1, [sp]\n",
+            "    mov     x1, #\\idx\n",
+            "    b       \\handler\n",
+            "    .org 9000b + 0x80\n",
+            "    .endr\n",
             ".endm\n",
         )
     };

@@ -6,40 +6,15 @@
 // frame -- which the handler may have changed -- and returns with eret. The handler never
 // returns for exceptions it does not expect (it reports them and stops the machine).
 //
-// Constants come from Rust: FRAME_SIZE, STACK_SIZE, MAX_CPUS, SCTLR_EL2_MMU_OFF.
+// Constants come from Rust: FRAME_SIZE, STACK_SIZE, MAX_CPUS, SCTLR_EL2_MMU_OFF; the slot
+// and frame macros from el2_stub::frame_macros!.
 
-.macro ventry idx
-    .balign 0x80
-9000:
-    sub     sp, sp, #{FRAME_SIZE}
-    stp     x0, x1, [sp]
-    mov     x1, #\idx
-    b       hypstub_el2_save_and_handle
-    // Fails to assemble (".org" cannot move backwards) if the slot outgrows its 32
-    // instructions; the bytes after the branch are never executed.
-    .org 9000b + 0x80
-.endm
 
 .section .text.hypstub_el2_vectors, "ax"
 .balign 0x800
 .global hypstub_el2_vectors
 hypstub_el2_vectors:
-    ventry 0
-    ventry 1
-    ventry 2
-    ventry 3
-    ventry 4
-    ventry 5
-    ventry 6
-    ventry 7
-    ventry 8
-    ventry 9
-    ventry 10
-    ventry 11
-    ventry 12
-    ventry 13
-    ventry 14
-    ventry 15
+    vector_table hypstub_el2_save_and_handle
 
 hypstub_el2_save_and_handle:
     save_frame_rest
@@ -79,3 +54,4 @@ hypstub_el2_secondary_entry:
 
 .purgem save_frame_rest
 .purgem restore_frame
+.purgem vector_table

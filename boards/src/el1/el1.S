@@ -97,38 +97,12 @@ hypstub_el1_soft_restart:
 
 // The EL1 stage's vectors: every exception is unexpected. Each slot saves x0..x30 and calls
 // hypstub_el1_exception(frame, slot), which reports and stops.
-.macro el1_ventry idx
-    .balign 0x80
-9000:
-    sub     sp, sp, #{FRAME_SIZE}
-    stp     x0, x1, [sp]
-    mov     x1, #\idx
-    b       hypstub_el1_save_and_report
-    // Fails to assemble (".org" cannot move backwards) if the slot outgrows its 32
-    // instructions; the bytes after the branch are never executed.
-    .org 9000b + 0x80
-.endm
 
 .section .text.hypstub_el1_vectors, "ax"
 .balign 0x800
 .global hypstub_el1_vectors
 hypstub_el1_vectors:
-    el1_ventry 0
-    el1_ventry 1
-    el1_ventry 2
-    el1_ventry 3
-    el1_ventry 4
-    el1_ventry 5
-    el1_ventry 6
-    el1_ventry 7
-    el1_ventry 8
-    el1_ventry 9
-    el1_ventry 10
-    el1_ventry 11
-    el1_ventry 12
-    el1_ventry 13
-    el1_ventry 14
-    el1_ventry 15
+    vector_table hypstub_el1_save_and_report
 
 hypstub_el1_save_and_report:
     save_frame_rest
@@ -139,3 +113,4 @@ hypstub_el1_save_and_report:
 
 .purgem save_frame_rest
 .purgem restore_frame
+.purgem vector_table
