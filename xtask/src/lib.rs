@@ -24,6 +24,7 @@ pub mod apt;
 pub mod assets;
 pub mod bench;
 pub mod checks;
+pub mod fit;
 pub mod image;
 pub mod linux;
 pub mod qemu;
