@@ -31,7 +31,7 @@ use anyhow::Context as _;
 
 use self::console::{CopyMmu, EngineLine, PlannerLine};
 use crate::qemu::Qemu;
-use crate::runner::{Capture, QemuRun};
+use crate::runner::{Capture, QemuRun, RunOutcome};
 
 /// Payload sizes measured when `--sizes` is not given, in MiB.
 pub const DEFAULT_SIZES_MIB: [u64; 3] = [16, 64, 256];
@@ -191,11 +191,7 @@ impl Case {
                 format!(
                     "{:.0}  (runs: {})",
                     self.wall_median(),
-                    self.wall_mib_per_s()
-                        .iter()
-                        .map(|v| format!("{v:.0}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    joined(&self.wall_mib_per_s(), 0)
                 ),
             ),
             ("page-table pages", self.planner.table_pages.to_string()),
@@ -207,6 +203,15 @@ impl Case {
         }
         s
     }
+}
+
+/// `values` with `decimals` decimals each, separated by `, `.
+fn joined(values: &[f64], decimals: usize) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The median of `values` (the mean of the middle two for an even count; 0 if empty).
@@ -413,6 +418,20 @@ pub fn machine(image: &Path, payload: &Path, mode: CopyMode, icount: bool) -> Qe
     }
 }
 
+/// A bench run that did not boot as it should: `what` went wrong, then the command, how
+/// QEMU ended, the serial log and QEMU's stderr.
+fn failed_run(what: &str, out: &RunOutcome) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what}\ncommand: {}\nQEMU ended with {} after {:.1} s\n--- serial log ---\n{}\n\
+         --- QEMU stderr ---\n{}\n--- end ---",
+        out.command,
+        out.status,
+        out.elapsed.as_secs_f32(),
+        out.log,
+        out.stderr
+    )
+}
+
 /// One boot; fails, with the log, unless it booted the payload as described in the
 /// module documentation.
 fn boot(
@@ -430,17 +449,7 @@ fn boot(
         echo_prefix: None,
     };
     let out = run.run_captured(qemu, &capture)?;
-    let fail = |what: &str| -> anyhow::Error {
-        anyhow::anyhow!(
-            "{what}\ncommand: {}\nQEMU ended with {} after {:.1} s\n--- serial log ---\n{}\n\
-             --- QEMU stderr ---\n{}\n--- end ---",
-            out.command,
-            out.status,
-            out.elapsed.as_secs_f32(),
-            out.log,
-            out.stderr
-        )
-    };
+    let fail = |what: &str| failed_run(what, &out);
     if !out.status.success() {
         return Err(fail("QEMU did not exit with status 0"));
     }

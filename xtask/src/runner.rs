@@ -8,7 +8,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -17,6 +17,45 @@ use std::time::{Duration, Instant};
 
 use crate::display_command;
 use crate::qemu::Qemu;
+
+/// `Display` and `FromStr` for an option enum spelled by a fixed name per variant; any
+/// other name is refused with the message `what`, followed by ", not `<name>`".
+macro_rules! named_values {
+    ($ty:ident, $what:literal { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    $($ty::$variant => $name,)+
+                })
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err(format!(concat!($what, ", not `{}`"), s)),
+                }
+            }
+        }
+    };
+}
+
+/// Builder methods of [`QemuRun`]: `field: Type = |value| stored;` makes
+/// `pub fn field(mut self, value: Type) -> Self` that sets `self.field = stored`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty = |$value:ident| $stored:expr;)+) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(mut self, $value: $ty) -> Self {
+                self.$field = $stored;
+                self
+            }
+        )+
+    };
+}
 
 /// GIC version of the `virt` machine (`gic-version=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,26 +67,10 @@ pub enum Gic {
     V3,
 }
 
-impl fmt::Display for Gic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Gic::V2 => "2",
-            Gic::V3 => "3",
-        })
-    }
-}
-
-impl FromStr for Gic {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "2" => Ok(Gic::V2),
-            "3" => Ok(Gic::V3),
-            _ => Err(format!("GIC version must be 2 or 3, not `{s}`")),
-        }
-    }
-}
+named_values!(Gic, "GIC version must be 2 or 3" {
+    V2 => "2",
+    V3 => "3",
+});
 
 /// CPU model (`-cpu`). QEMU's default `virt` CPU is 32-bit, so one is always given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,26 +82,10 @@ pub enum Cpu {
     CortexA72,
 }
 
-impl fmt::Display for Cpu {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Cpu::Max => "max",
-            Cpu::CortexA72 => "cortex-a72",
-        })
-    }
-}
-
-impl FromStr for Cpu {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "max" => Ok(Cpu::Max),
-            "cortex-a72" => Ok(Cpu::CortexA72),
-            _ => Err(format!("CPU must be max or cortex-a72, not `{s}`")),
-        }
-    }
-}
+named_values!(Cpu, "CPU must be max or cortex-a72" {
+    Max => "max",
+    CortexA72 => "cortex-a72",
+});
 
 /// A QEMU `-M virt,virtualization=on` machine booting a hypstub image from flash (or,
 /// for comparison, QEMU's own direct kernel boot: [`QemuRun::direct`]).
@@ -134,46 +141,21 @@ impl QemuRun {
         }
     }
 
-    /// Sets the number of CPUs.
-    pub fn smp(mut self, smp: u32) -> Self {
-        self.smp = smp;
-        self
-    }
-
-    /// Sets the GIC version.
-    pub fn gic(mut self, gic: Gic) -> Self {
-        self.gic = gic;
-        self
-    }
-
-    /// Sets the RAM size.
-    pub fn mem(mut self, mem: impl Into<String>) -> Self {
-        self.mem = mem.into();
-        self
-    }
-
-    /// Sets the CPU model.
-    pub fn cpu(mut self, cpu: Cpu) -> Self {
-        self.cpu = cpu;
-        self
-    }
-
-    /// Sets the payload.
-    pub fn kernel(mut self, kernel: impl Into<PathBuf>) -> Self {
-        self.kernel = Some(kernel.into());
-        self
-    }
-
-    /// Sets the initrd.
-    pub fn initrd(mut self, initrd: impl Into<PathBuf>) -> Self {
-        self.initrd = Some(initrd.into());
-        self
-    }
-
-    /// Sets the command line.
-    pub fn append(mut self, append: impl Into<String>) -> Self {
-        self.append = Some(append.into());
-        self
+    setters! {
+        /// Sets the number of CPUs.
+        smp: u32 = |smp| smp;
+        /// Sets the GIC version.
+        gic: Gic = |gic| gic;
+        /// Sets the RAM size.
+        mem: impl Into<String> = |mem| mem.into();
+        /// Sets the CPU model.
+        cpu: Cpu = |cpu| cpu;
+        /// Sets the payload.
+        kernel: impl Into<PathBuf> = |kernel| Some(kernel.into());
+        /// Sets the initrd.
+        initrd: impl Into<PathBuf> = |initrd| Some(initrd.into());
+        /// Sets the command line.
+        append: impl Into<String> = |append| Some(append.into());
     }
 
     /// Adds an argument at the end.
@@ -194,21 +176,17 @@ impl QemuRun {
         push(&self.smp.to_string());
         push(&"-m");
         push(&self.mem);
-        if let Some(image) = &self.image {
-            push(&"-bios");
-            push(image);
-        }
-        if let Some(kernel) = &self.kernel {
-            push(&"-kernel");
-            push(kernel);
-        }
-        if let Some(initrd) = &self.initrd {
-            push(&"-initrd");
-            push(initrd);
-        }
-        if let Some(append) = &self.append {
-            push(&"-append");
-            push(append);
+        let optional: [(&str, Option<&OsStr>); 4] = [
+            ("-bios", self.image.as_deref().map(Path::as_os_str)),
+            ("-kernel", self.kernel.as_deref().map(Path::as_os_str)),
+            ("-initrd", self.initrd.as_deref().map(Path::as_os_str)),
+            ("-append", self.append.as_deref().map(OsStr::new)),
+        ];
+        for (flag, value) in optional {
+            if let Some(value) = value {
+                push(&flag);
+                push(&value);
+            }
         }
         if self.gdb {
             push(&"-s");
@@ -589,6 +567,18 @@ mod tests {
         assert_eq!("cortex-a72".parse(), Ok(Cpu::CortexA72));
         assert_eq!("max".parse(), Ok(Cpu::Max));
         assert!("cortex-a53".parse::<Cpu>().is_err());
+        assert_eq!(
+            "4".parse::<Gic>(),
+            Err("GIC version must be 2 or 3, not `4`".to_owned())
+        );
+        assert_eq!(
+            "a53".parse::<Cpu>(),
+            Err("CPU must be max or cortex-a72, not `a53`".to_owned())
+        );
+        assert_eq!(
+            (Gic::V2.to_string(), Cpu::CortexA72.to_string()),
+            ("2".into(), "cortex-a72".into())
+        );
     }
 
     #[test]

@@ -5,17 +5,17 @@
 //! `el2-client: FAIL <name>: got 0x.. expected ..`; names are stable (tests grep for them).
 //! Lines without `ok`/`FAIL` are information for whoever reads the log.
 
-use core::fmt::Display;
 use core::hint::black_box;
 
 use crate::cmdline;
-use crate::console::{say, text};
 use crate::crc32c;
-use crate::fdt::{Fdt, FDT_MAGIC, MAX_SIZE};
 use crate::image::{BLOB, BLOB_CRC32C, LINK_BASE, RAM_BASE, TEXT_OFFSET};
-use crate::region::Region;
 use crate::regs;
 use crate::start::{self, IMAGE_FLAGS, IMAGE_MAGIC};
+use client_support::console::text;
+use client_support::fdt::{Fdt, FDT_MAGIC, MAX_SIZE};
+use client_support::region::Region;
+use client_support::say;
 
 /// DAIF with D, A, I and F all set (bits 9:6).
 const DAIF_MASKED: u64 = 0x3c0;
@@ -32,65 +32,7 @@ const FIRMWARE_OPTION_PREFIX: &[u8] = b"hypstub.";
 /// How many RAM ranges the client keeps from the DTB's memory nodes.
 const MAX_RAM_RANGES: usize = 8;
 
-/// Counts the checks and prints each result.
-pub struct Checker {
-    total: u32,
-    failed: u32,
-}
-
-impl Checker {
-    /// No checks yet.
-    pub const fn new() -> Self {
-        Self {
-            total: 0,
-            failed: 0,
-        }
-    }
-
-    /// A check that passed.
-    pub fn pass(&mut self, name: impl Display) {
-        self.total += 1;
-        say!("el2-client: ok {name}");
-    }
-
-    /// A check that failed, with why.
-    pub fn fail(&mut self, name: impl Display, why: impl Display) {
-        self.total += 1;
-        self.failed += 1;
-        say!("el2-client: FAIL {name}: {why}");
-    }
-
-    /// Checks `got == expected`; returns whether it held.
-    pub fn expect_eq(&mut self, name: impl Display, got: u64, expected: u64) -> bool {
-        self.expect(name, got == expected, got, format_args!("{expected:#x}"))
-    }
-
-    /// Checks a condition `ok` on `got`, with `expected` saying what was wanted.
-    pub fn expect(
-        &mut self,
-        name: impl Display,
-        ok: bool,
-        got: u64,
-        expected: impl Display,
-    ) -> bool {
-        if ok {
-            self.pass(name);
-        } else {
-            self.fail(name, format_args!("got {got:#x} expected {expected}"));
-        }
-        ok
-    }
-
-    /// Prints the verdict and powers the machine off (PSCI SYSTEM_OFF).
-    pub fn finish(&self) -> ! {
-        if self.failed == 0 {
-            say!("el2-client: PASS ({} checks)", self.total);
-        } else {
-            say!("el2-client: FAILED ({} of {})", self.failed, self.total);
-        }
-        regs::system_off()
-    }
-}
+pub use client_support::checks::Checker;
 
 /// The machine state at entry, as `entry.S` captured it before anything could change it.
 pub struct EntryState {

@@ -15,9 +15,10 @@
 //!
 //! Map: `entry.S` (Image header, entry state capture, load-address check, vectors) and
 //! `start.rs` (its constants, the exception and panic handlers); `checks.rs` (the checks);
-//! `fdt.rs`, `cmdline.rs`, `region.rs`, `crc32c.rs` (input parsing and arithmetic,
-//! host-tested; `build.rs` shares `crc32c.rs`); `image.rs` (what build.rs generated);
-//! `regs.rs`; `console.rs`.
+//! `cmdline.rs`, `crc32c.rs` (input parsing and arithmetic, host-tested; `build.rs` shares
+//! `crc32c.rs`); `image.rs` (what build.rs generated); `regs.rs`. The console, the
+//! device-tree walk and address ranges (host-tested) and the check counter come from the
+//! `client-support` crate (tests/client-support), shared with abi-client.
 //!
 //! On the host this is only a stub `main`, so that `cargo clippy --workspace` builds.
 
@@ -27,16 +28,10 @@
 mod checks;
 #[cfg(any(target_os = "none", test))]
 mod cmdline;
-#[cfg(target_os = "none")]
-mod console;
 #[cfg(any(target_os = "none", test))]
 mod crc32c;
 #[cfg(any(target_os = "none", test))]
-mod fdt;
-#[cfg(any(target_os = "none", test))]
 mod image;
-#[cfg(any(target_os = "none", test))]
-mod region;
 #[cfg(target_os = "none")]
 mod regs;
 #[cfg(target_os = "none")]
@@ -64,7 +59,7 @@ extern "C" fn el2_client_main(
     sctlr: u64,
 ) -> ! {
     use checks::{Checker, EntryState};
-    use console::say;
+    use client_support::say;
 
     let entry = EntryState {
         regs: [x0, x1, x2, x3],
@@ -73,7 +68,7 @@ extern "C" fn el2_client_main(
         sctlr,
     };
     say!("el2-client: entered at EL{}", entry.el);
-    let mut t = Checker::new();
+    let mut t = Checker::new("el2-client");
 
     checks::image(&mut t); // 1
     checks::entry_state(&mut t, &entry); // 2
@@ -82,5 +77,5 @@ extern "C" fn el2_client_main(
     let bootargs = checks::bootargs_clean(&mut t, dtb.as_ref()); // 5
     let initrd = checks::no_overlap(&mut t, dtb.as_ref()); // 6
     checks::initrd_intact(&mut t, bootargs, initrd); // 7
-    t.finish()
+    t.finish(regs::system_off)
 }

@@ -4,9 +4,10 @@
 use core::arch::global_asm;
 use core::panic::PanicInfo;
 
-use crate::console::{say, PL011_BASE, UARTDR, UARTFR, UARTFR_TXFF_BIT};
 use crate::image::TEXT_OFFSET;
 use crate::regs::{self, PSCI_SYSTEM_OFF};
+use client_support::console::{PL011_BASE, UARTDR, UARTFR, UARTFR_TXFF_BIT};
+use client_support::say;
 
 /// booting.rst header flags: bit 0 = 0 little-endian, bits 2:1 = 1 4 KiB pages, bit 3 = 0
 /// "place the 2 MiB-aligned base as close as possible to the base of DRAM" (the client is

@@ -9,9 +9,9 @@
 use core::arch::asm;
 use core::fmt;
 
-use crate::console::say;
 use crate::shared::{rec, EL2_RECORD};
 use crate::start;
+use client_support::say;
 
 /// hyp-abi.rst: install the EL2 vector table at x1.
 pub const HVC_SET_VECTORS: u64 = 0;

@@ -4,19 +4,18 @@
 //! Each result is one console line, `abi-client: ok <name>` or
 //! `abi-client: FAIL <name>: got 0x.. expected ..`; names are stable (tests grep for them).
 
-use core::fmt::Display;
 use core::hint::spin_loop;
 
 use crate::calls::{
-    self, call, soft_restart, Conduit, El2Routine, HVC_FINALISE_EL2, HVC_GET_ICH_VTR_EL2,
+    call, soft_restart, Conduit, El2Routine, HVC_FINALISE_EL2, HVC_GET_ICH_VTR_EL2,
     HVC_RESET_VECTORS, HVC_SET_VECTORS, HVC_STUB_ERR, PSCI_ALREADY_ON, PSCI_CPU_ON, PSCI_FEATURES,
     PSCI_VERSION, SMCCC_NOT_SUPPORTED, SMCCC_VERSION, SMCCC_VERSION_1_1,
 };
-use crate::console::say;
-use crate::fdt::{self, Fdt};
 use crate::regs::{self, Deadline};
 use crate::shared::{self, mailbox, rec, EL2_RECORD, MAX_CPUS, STRAY_SLOT};
 use crate::start::{self, CLIENT_MAGIC, CONTEXT_BASE};
+use client_support::fdt::{self, Fdt};
+use client_support::say;
 
 /// QEMU virt's RAM starts here (REFERENCE.md section 4); the DTB must be in RAM.
 const RAM_BASE: u64 = 0x4000_0000;
@@ -38,65 +37,7 @@ const FAULT_OPTION: &[u8] = b"abi.fault=el2";
 /// How long a secondary CPU gets to report in.
 const SECONDARY_TIMEOUT_MS: u64 = 2000;
 
-/// Counts the checks and prints each result.
-pub struct Checker {
-    total: u32,
-    failed: u32,
-}
-
-impl Checker {
-    /// No checks yet.
-    pub const fn new() -> Self {
-        Self {
-            total: 0,
-            failed: 0,
-        }
-    }
-
-    /// A check that passed.
-    pub fn pass(&mut self, name: impl Display) {
-        self.total += 1;
-        say!("abi-client: ok {name}");
-    }
-
-    /// A check that failed, with why.
-    pub fn fail(&mut self, name: impl Display, why: impl Display) {
-        self.total += 1;
-        self.failed += 1;
-        say!("abi-client: FAIL {name}: {why}");
-    }
-
-    /// Checks `got == expected`; returns whether it held.
-    pub fn expect_eq(&mut self, name: impl Display, got: u64, expected: u64) -> bool {
-        self.expect(name, got == expected, got, format_args!("{expected:#x}"))
-    }
-
-    /// Checks a condition `ok` on `got`, with `expected` saying what was wanted.
-    pub fn expect(
-        &mut self,
-        name: impl Display,
-        ok: bool,
-        got: u64,
-        expected: impl Display,
-    ) -> bool {
-        if ok {
-            self.pass(name);
-        } else {
-            self.fail(name, format_args!("got {got:#x} expected {expected}"));
-        }
-        ok
-    }
-
-    /// Prints the verdict and powers the machine off (PSCI SYSTEM_OFF).
-    pub fn finish(&self) -> ! {
-        if self.failed == 0 {
-            say!("abi-client: PASS ({} checks)", self.total);
-        } else {
-            say!("abi-client: FAILED ({} of {})", self.failed, self.total);
-        }
-        calls::system_off()
-    }
-}
+pub use client_support::checks::Checker;
 
 /// The machine state at entry, before anything could change it.
 pub struct EntryState {

@@ -11,8 +11,9 @@
 //!
 //! Map: `entry.S` (Image header, entry, vectors, EL2 routines) and `start.rs` (its
 //! constants, the fault and panic handlers); `calls.rs` (the HVC/SMC wrappers); `checks.rs`
-//! (the checks); `fdt.rs` (the device-tree walk, host-tested); `shared.rs` (words shared
-//! with EL2 code and secondary CPUs); `regs.rs`; `console.rs`.
+//! (the checks); `shared.rs` (words shared with EL2 code and secondary CPUs); `regs.rs`.
+//! The console, the device-tree walk (host-tested) and the check counter come from the
+//! `client-support` crate (tests/client-support), shared with el2-client.
 //!
 //! On the host this is only a stub `main`, so that `cargo clippy --workspace` builds.
 
@@ -22,10 +23,6 @@
 mod calls;
 #[cfg(target_os = "none")]
 mod checks;
-#[cfg(target_os = "none")]
-mod console;
-#[cfg(any(target_os = "none", test))]
-mod fdt;
 #[cfg(target_os = "none")]
 mod regs;
 #[cfg(target_os = "none")]
@@ -46,17 +43,17 @@ fn main() {
 #[cfg(target_os = "none")]
 extern "C" fn abi_client_main(x0: u64, x1: u64, x2: u64, x3: u64) -> ! {
     use checks::{Checker, EntryState};
-    use console::say;
+    use client_support::say;
 
     // First, before anything can change CurrentEL, DAIF or SCTLR_EL1.
     let entry = EntryState::capture([x0, x1, x2, x3]);
     say!("abi-client: hyp-stub ABI and SMCCC/PSCI checks");
-    let mut t = Checker::new();
+    let mut t = Checker::new("abi-client");
 
     let dtb = checks::entry_state(&mut t, &entry); // 1
     if entry.el != 1 {
         say!("abi-client: not entered at EL1, so there is no stub to test; stopping");
-        t.finish();
+        t.finish(calls::system_off);
     }
     checks::smccc_version(&mut t); // 2
     checks::unknown_stub_ids(&mut t); // 3
@@ -70,5 +67,5 @@ extern "C" fn abi_client_main(x0: u64, x1: u64, x2: u64, x3: u64) -> ! {
     if dtb.as_ref().is_some_and(checks::fault_requested) {
         checks::fault_at_el2(&mut t); // 11
     }
-    t.finish() // 12
+    t.finish(calls::system_off) // 12
 }

@@ -5,8 +5,8 @@ use core::arch::global_asm;
 use core::panic::PanicInfo;
 
 use crate::calls::{self, HVC_RESET_VECTORS, PSCI_CPU_OFF};
-use crate::console::say;
 use crate::shared::{self, mailbox, rec, MAX_CPUS, STRAY_SLOT};
+use client_support::say;
 
 /// booting.rst header flags: bit 0 = 0 little-endian, bits 2:1 = 1 4 KiB pages, bit 3 = 0
 /// "place the 2 MiB-aligned base as close as possible to the base of DRAM" (the client is

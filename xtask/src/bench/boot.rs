@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::{console, median, DIGESTS_MATCH};
+use super::{console, failed_run, joined, median, DIGESTS_MATCH};
 use crate::assets::LinuxAssets;
 use crate::linux::{self, MARKER_DONE};
 use crate::qemu::Qemu;
@@ -159,11 +159,7 @@ impl Report {
             let secs = seconds(runs);
             let min = secs.iter().copied().fold(f64::INFINITY, f64::min);
             let max = secs.iter().copied().fold(0.0, f64::max);
-            let each = secs
-                .iter()
-                .map(|v| format!("{v:.3}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let each = joined(&secs, 3);
             let _ = writeln!(
                 s,
                 "| {name} | {:.3} s | {min:.3} s | {max:.3} s | {each} |",
@@ -279,17 +275,7 @@ fn once(qemu: &Qemu, kind: Kind, firmware: &Path, assets: &LinuxAssets) -> anyho
         echo_prefix: None,
     };
     let out = run.run_captured(qemu, &capture)?;
-    let fail = |what: &str| {
-        anyhow::anyhow!(
-            "{what}\ncommand: {}\nQEMU ended with {} after {:.1} s\n--- serial log ---\n{}\n\
-             --- QEMU stderr ---\n{}\n--- end ---",
-            out.command,
-            out.status,
-            out.elapsed.as_secs_f32(),
-            out.log,
-            out.stderr
-        )
-    };
+    let fail = |what: &str| failed_run(what, &out);
     let Some(to_marker) = out.marker_after else {
         return Err(fail(&format!("no {MARKER_DONE:?}")));
     };

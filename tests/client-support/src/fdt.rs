@@ -1,6 +1,6 @@
 //! A minimal read-only walk of a flattened device tree (Devicetree Specification v0.4,
-//! chapter 5): just enough to read `/chosen` (`bootargs`, `linux,initrd-start`,
-//! `linux,initrd-end`) and the `/memory` nodes' `reg`.
+//! chapter 5): just enough to list the CPUs under `/cpus` and read `/chosen` (`bootargs`,
+//! `linux,initrd-start`, `linux,initrd-end`) and the `/memory` nodes' `reg`.
 //!
 //! The blob comes from the firmware under test, so nothing in it is trusted: every offset
 //! and length is checked against the blob, and any inconsistency is an [`FdtError`]. Bytes
@@ -246,6 +246,51 @@ impl<'a> Fdt<'a> {
         Ok(count)
     }
 
+    /// Puts the MPIDR (the `reg` value) of each `/cpus/cpu@*` node in `out`, in tree order,
+    /// and returns how many there are, which may be more than fit in `out`.
+    pub fn cpu_mpidrs(&self, out: &mut [u64]) -> Result<usize, FdtError> {
+        let mut in_cpus = false;
+        let mut in_cpu = false;
+        // Devicetree spec 2.3.5: #address-cells defaults to 2.
+        let mut address_cells = 2;
+        let mut count = 0;
+        self.walk(|item| {
+            match item {
+                Item::Begin { depth: 1, name } => in_cpus = name == b"cpus",
+                Item::Begin { depth: 2, name } => in_cpu = in_cpus && name.starts_with(b"cpu@"),
+                Item::Prop {
+                    depth: 1,
+                    name: b"#address-cells",
+                    value,
+                } if in_cpus => {
+                    address_cells = be32(value, 0)?;
+                    if !(1..=2).contains(&address_cells) {
+                        return Err(FdtError::BadProperty("/cpus #address-cells"));
+                    }
+                }
+                Item::Prop {
+                    depth: 2,
+                    name: b"reg",
+                    value,
+                } if in_cpu => {
+                    let mpidr = if address_cells == 1 {
+                        u64::from(be32(value, 0)?)
+                    } else {
+                        u64::from(be32(value, 0)?) << 32 | u64::from(be32(value, 4)?)
+                    };
+                    if let Some(slot) = out.get_mut(count) {
+                        *slot = mpidr;
+                    }
+                    count += 1;
+                }
+                Item::End { depth: 1 } => in_cpus = false,
+                Item::End { depth: 2 } => in_cpu = false,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(count)
+    }
     /// Walks the structure block, handing each node start, property and node end to `visit`.
     fn walk(
         &self,
@@ -292,6 +337,13 @@ impl<'a> Fdt<'a> {
     }
 }
 
+/// Whether the kernel command line `bootargs` has `option` as one of its space-separated
+/// words.
+pub fn has_option(bootargs: &[u8], option: &[u8]) -> bool {
+    bootargs
+        .split(|byte| byte.is_ascii_whitespace())
+        .any(|word| word == option)
+}
 /// Checks the magic of a blob's header and returns its `totalsize`.
 fn total_size(header: &[u8]) -> Result<usize, FdtError> {
     let magic = be32(header, 0)?;
@@ -670,6 +722,121 @@ mod tests {
         blob[len_at..len_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(
             Fdt::new(&blob).unwrap().validate(),
+            Err(FdtError::Truncated)
+        );
+    }
+
+    /// Another tree shaped like QEMU virt's: /chosen, /cpus with cpu@N and a cpu-map.
+    fn qemu_with_cpus(address_cells: u32, regs: &[u64], bootargs: Option<&str>) -> Vec<u8> {
+        let mut b = Builder::default();
+        b.begin("").cells("#address-cells", &[2]);
+        b.begin("chosen");
+        if let Some(args) = bootargs {
+            b.prop("bootargs", format!("{args}\0").as_bytes());
+        }
+        b.end();
+        b.begin("cpus")
+            .cells("#size-cells", &[0])
+            .cells("#address-cells", &[address_cells]);
+        b.begin("cpu-map")
+            .begin("socket0")
+            .cells("reg", &[7])
+            .end()
+            .end();
+        for (i, &reg) in regs.iter().enumerate() {
+            b.begin(&format!("cpu@{i}"))
+                .prop("device_type", b"cpu\0")
+                .prop("compatible", b"arm,arm-v8\0");
+            if address_cells == 1 {
+                b.cells("reg", &[reg as u32]);
+            } else {
+                b.cells("reg", &[(reg >> 32) as u32, reg as u32]);
+            }
+            b.end();
+        }
+        b.end();
+        b.begin("memory@40000000")
+            .cells("reg", &[0, 0x4000_0000, 0, 0x2000_0000]);
+        b.end().end();
+        b.finish()
+    }
+
+    #[test]
+    fn lists_cpus_with_one_address_cell() {
+        let blob = qemu_with_cpus(1, &[0, 1, 2, 3], None);
+        let fdt = Fdt::new(&blob).unwrap();
+        let mut out = [0; 8];
+        assert_eq!(fdt.cpu_mpidrs(&mut out), Ok(4));
+        assert_eq!(out[..4], [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn lists_cpus_with_two_address_cells() {
+        let blob = qemu_with_cpus(2, &[0, 0x1_0000_0100], None);
+        let fdt = Fdt::new(&blob).unwrap();
+        let mut out = [0; 8];
+        assert_eq!(fdt.cpu_mpidrs(&mut out), Ok(2));
+        assert_eq!(out[..2], [0, 0x1_0000_0100]);
+    }
+
+    #[test]
+    fn counts_cpus_beyond_the_output() {
+        let blob = qemu_with_cpus(1, &[0, 1, 2], None);
+        let mut out = [0; 2];
+        assert_eq!(Fdt::new(&blob).unwrap().cpu_mpidrs(&mut out), Ok(3));
+        assert_eq!(out, [0, 1]);
+    }
+
+    #[test]
+    fn finds_bootargs_and_options() {
+        let blob = qemu_with_cpus(1, &[0], Some("console=ttyAMA0 abi.fault=el2"));
+        let args = Fdt::new(&blob).unwrap().bootargs().unwrap().unwrap();
+        assert_eq!(args, b"console=ttyAMA0 abi.fault=el2");
+        assert!(has_option(args, b"abi.fault=el2"));
+        assert!(!has_option(
+            b"xabi.fault=el2 abi.fault=el23",
+            b"abi.fault=el2"
+        ));
+        let none = qemu_with_cpus(1, &[0], None);
+        assert_eq!(Fdt::new(&none).unwrap().bootargs(), Ok(None));
+    }
+
+    #[test]
+    fn reads_cpus_from_an_address() {
+        let blob = qemu_with_cpus(1, &[0, 1], None);
+        // SAFETY: `blob` is a whole, unchanging device tree that outlives `fdt`.
+        let fdt = unsafe { Fdt::from_addr(blob.as_ptr() as usize) }.unwrap();
+        assert_eq!(fdt.cpu_mpidrs(&mut [0; 4]), Ok(2));
+    }
+
+    #[test]
+    fn rejects_bad_blobs_in_the_cpu_walk() {
+        let mut blob = qemu_with_cpus(1, &[0], None);
+        assert_eq!(Fdt::new(&blob[..20]).err(), Some(FdtError::Truncated));
+        assert_eq!(
+            Fdt::new(&blob[..blob.len() - 1]).err(),
+            Some(FdtError::Truncated)
+        );
+        blob[0] = 0;
+        assert_eq!(Fdt::new(&blob).err(), Some(FdtError::BadMagic(0x000d_feed)));
+
+        // An END_NODE with no node open.
+        let mut b = Builder::default();
+        let blob = b.end().finish();
+        assert_eq!(
+            Fdt::new(&blob).unwrap().bootargs(),
+            Err(FdtError::BadToken {
+                offset: 0,
+                token: FDT_END_NODE
+            })
+        );
+
+        // A structure block with no FDT_END runs into its end.
+        let mut blob = qemu_with_cpus(1, &[0], None);
+        let off_strings = u32::from_be_bytes(blob[12..16].try_into().unwrap()) as usize;
+        blob[off_strings - 4..off_strings].copy_from_slice(&FDT_NOP.to_be_bytes());
+        assert_eq!(
+            Fdt::new(&blob).unwrap().bootargs(),
             Err(FdtError::Truncated)
         );
     }

@@ -1,27 +1,32 @@
 //! Console output on QEMU virt's PL011 UART at 0x0900_0000 (REFERENCE.md section 4):
-//! polled, without locks or interrupts. The boot loader has already set the UART up, so
-//! the client only writes bytes. Only the boot CPU prints, except in a fault report.
+//! polled, without locks or interrupts. The boot loader, firmware or QEMU has already set
+//! the UART up, so the clients only write bytes. el2-client's `entry.S` has its own
+//! few-line copy of [`Console::put`] (fed these constants) for the one message it prints
+//! before any Rust can run.
 
 use core::fmt;
 use core::hint::spin_loop;
 use core::ptr::{read_volatile, write_volatile};
 
-const PL011_BASE: usize = 0x0900_0000;
+/// The PL011's base address on QEMU virt.
+pub const PL011_BASE: usize = 0x0900_0000;
 /// UARTDR: writing the low byte queues it for transmission.
-const UARTDR: usize = 0x00;
+pub const UARTDR: usize = 0x00;
 /// UARTFR: flag register.
-const UARTFR: usize = 0x18;
-/// UARTFR.TXFF: transmit FIFO full.
-const UARTFR_TXFF: u32 = 1 << 5;
+pub const UARTFR: usize = 0x18;
+/// UARTFR.TXFF (bit 5): transmit FIFO full.
+pub const UARTFR_TXFF_BIT: u32 = 5;
 
 /// The serial console; `core::fmt::Write` on it never fails.
 pub struct Console;
 
 impl Console {
     fn put(byte: u8) {
-        // SAFETY: on QEMU virt a PL011 sits at PL011_BASE and nothing else is mapped there;
-        // with the MMU off this is a Device access to its read-only flag register.
-        while unsafe { read_volatile((PL011_BASE + UARTFR) as *const u32) } & UARTFR_TXFF != 0 {
+        // SAFETY: on QEMU virt a PL011 sits at PL011_BASE and nothing else is there; with the
+        // MMU off this is an aligned Device access to its read-only flag register.
+        while unsafe { read_volatile((PL011_BASE + UARTFR) as *const u32) } & (1 << UARTFR_TXFF_BIT)
+            != 0
+        {
             spin_loop();
         }
         // SAFETY: as above; writing UARTDR only queues one byte.
@@ -42,6 +47,7 @@ impl fmt::Write for Console {
 }
 
 /// Prints one line on the console, like `println!`.
+#[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {{
         use core::fmt::Write as _;
@@ -49,4 +55,9 @@ macro_rules! say {
         let _ = writeln!($crate::console::Console, $($arg)*);
     }};
 }
-pub(crate) use say;
+
+/// Bytes from outside (the command line) shown as text: as they are when they are UTF-8,
+/// as a placeholder otherwise.
+pub fn text(bytes: &[u8]) -> &str {
+    core::str::from_utf8(bytes).unwrap_or("<not UTF-8>")
+}

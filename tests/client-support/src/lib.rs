@@ -1,0 +1,15 @@
+//! Code shared by the bare-metal test clients `abi-client` (tests/payload) and `el2-client`
+//! (tests/el2-client): the PL011 console ([`console`], [`say!`]), the device-tree walk
+//! ([`fdt`], host-tested), physical address ranges ([`region`]), and the [`checks::Checker`]
+//! that prints and counts check results under the client's name.
+//!
+//! It builds for `aarch64-unknown-none-softfloat` (the clients) and for the host (where
+//! `cargo test -p client-support` runs the unit tests). Everything here runs with the MMU
+//! off: no atomics, aligned accesses only.
+
+#![cfg_attr(not(test), no_std)]
+
+pub mod checks;
+pub mod console;
+pub mod fdt;
+pub mod region;
