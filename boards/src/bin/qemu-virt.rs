@@ -277,6 +277,7 @@ mod firmware {
                 // and the stub uses until the HVC even when the payload will not keep it.
                 busy: alloc::vec![board::DTB, board::EL1_RAM, image.clone(), board::RESIDENT],
                 console: Some(board::PL011 as u64),
+                console_mini_uart: false,
                 pa_bits: pa_bits(),
             },
             // SAFETY: `map_all_ram` switched to the full map above; the planner is the only
