@@ -127,6 +127,12 @@ pub enum FdtError {
     /// `/cpus` is missing or has no `cpu` nodes.
     #[error("DTB has no /cpus/cpu nodes")]
     NoCpus,
+    /// A node an edit names does not exist.
+    #[error("DTB has no node {path} to edit")]
+    NoNode {
+        /// The path given.
+        path: String,
+    },
     /// `/psci` has no `method`.
     #[error("DTB node /psci has no method property")]
     PsciNoMethod,
@@ -198,6 +204,7 @@ pub struct Edits<'a> {
     memreserves: Vec<(u64, u64)>,
     initrd: Option<(u64, u64)>,
     disable: Vec<&'a str>,
+    u64_props: Vec<(&'a str, &'a str, u64)>,
 }
 
 impl<'a> Edits<'a> {
@@ -234,6 +241,15 @@ impl<'a> Edits<'a> {
     #[must_use]
     pub fn initrd(mut self, start: u64, end: u64) -> Self {
         self.initrd = Some((start, end));
+        self
+    }
+
+    /// Sets the property `name` of the node at the full path `path` (e.g. `/cpus/cpu@1`) to
+    /// `value` as two big-endian cells, as a 64-bit `cpu-release-addr` is written. The node
+    /// must exist ([`FdtError::NoNode`]).
+    #[must_use]
+    pub fn property_u64(mut self, path: &'a str, name: &'a str, value: u64) -> Self {
+        self.u64_props.push((path, name, value));
         self
     }
 
@@ -507,6 +523,14 @@ impl<'a> Dtb<'a> {
             if let Some(node) = tree.root.child_mut(name) {
                 node.add_property(DeviceTreeProperty::new_unchecked("status", "disabled"));
             }
+        }
+        for &(path, name, value) in &edits.u64_props {
+            let mut node = Some(&mut tree.root);
+            for part in path.split('/').filter(|p| !p.is_empty()) {
+                node = node.and_then(|n| n.child_mut(part));
+            }
+            let node = node.ok_or_else(|| FdtError::NoNode { path: path.into() })?;
+            node.add_property(DeviceTreeProperty::new_unchecked(name, value));
         }
         for &(base, size) in &edits.memreserves {
             tree.memory_reservations

@@ -502,3 +502,22 @@ fn disables_a_node_and_ignores_a_missing_one() {
     let status = flash.property("status").expect("status added");
     assert_eq!(status.value(), b"disabled\0");
 }
+
+#[test]
+fn property_u64_rewrites_a_nested_node_and_names_a_missing_one() {
+    let mut buf = QEMU_VIRT.to_vec();
+    let mut dtb = Dtb::new(&mut buf).unwrap();
+    let cpu = "/cpus/cpu@1";
+    dtb.apply(&Edits::new().property_u64(cpu, "cpu-release-addr", 0x1008))
+        .unwrap();
+    let fdt = dtb.fdt();
+    let node = fdt.find_node(cpu).unwrap();
+    assert_eq!(
+        node.property("cpu-release-addr").unwrap().value(),
+        0x1008u64.to_be_bytes()
+    );
+    let err = dtb
+        .apply(&Edits::new().property_u64("/cpus/cpu@99", "cpu-release-addr", 1))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "DTB has no node /cpus/cpu@99 to edit");
+}

@@ -168,10 +168,10 @@ mod firmware {
 
         let source = match fw.kernel_size()? {
             0 => {
-                if !demo::run() {
+                if !demo::run(true) {
                     return Err(BootError::DemoFailed);
                 }
-                Source::Demo(board::demo_payload())
+                Source::Demo(demo::payload())
             }
             n => Source::FwCfg(n),
         };
@@ -344,7 +344,7 @@ mod firmware {
     fn map_all_ram(ram: &Range<u64>) -> Result<(), BootError> {
         let map = el1::map::build(
             core::slice::from_ref(ram),
-            &board::RESIDENT,
+            core::slice::from_ref(&board::RESIDENT),
             &board::FLASH,
             &board::DEVICES,
         )?;

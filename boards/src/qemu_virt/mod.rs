@@ -166,25 +166,9 @@ core::arch::global_asm!(
 );
 
 #[cfg(target_arch = "aarch64")]
-core::arch::global_asm!(include_str!("demo_payload.S"), PL011 = const PL011);
-
-#[cfg(target_arch = "aarch64")]
 unsafe extern "C" {
     /// Where the stub sends the boot CPU at EL1 (`entry.S`).
     pub fn qemu_virt_el1_entry();
-    static hypstub_demo_payload_start: u8;
-    static hypstub_demo_payload_end: u8;
-}
-
-/// The built-in demo payload (`demo_payload.S`): an arm64 Image in the firmware's read-only
-/// data, relocated like any payload.
-#[cfg(target_arch = "aarch64")]
-#[must_use]
-pub fn demo_payload() -> &'static [u8] {
-    let start = core::ptr::addr_of!(hypstub_demo_payload_start);
-    let end = core::ptr::addr_of!(hypstub_demo_payload_end);
-    // SAFETY: the two symbols bound the payload's bytes in read-only flash, start first.
-    unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
 }
 
 // The layout the linker script and the early tables assume.
