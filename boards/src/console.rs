@@ -77,9 +77,16 @@ pub unsafe fn mini_uart_write_raw(base: usize, s: &str) {
 unsafe fn mini_uart_put(base: usize, b: u8) {
     let lsr = (base + AUX_MU_LSR) as *const u32;
     let io = base as *mut u32;
+    // A mini-UART the firmware did not enable (no `enable_uart=1`) may never report room:
+    // give up on the byte after a bounded wait rather than hang the boot on a console.
+    let mut tries = 1_000_000u32;
     // SAFETY: the caller guarantees these are the mini-UART's LSR and IO registers.
     unsafe {
         while lsr.read_volatile() & AUX_MU_LSR_TX_EMPTY == 0 {
+            tries -= 1;
+            if tries == 0 {
+                return;
+            }
             core::hint::spin_loop();
         }
         io.write_volatile(u32::from(b));

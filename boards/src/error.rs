@@ -17,6 +17,15 @@ pub enum BootError {
     /// The payload cannot be placed in RAM.
     #[error("payload: {0}")]
     Place(#[from] loader::image::PlaceError),
+    /// The DTB does not describe what the board needs (RAM, console, CPUs, reservations).
+    #[error("DTB: {0}")]
+    Dt(#[from] loader::dtfacts::DtError),
+    /// The payload FIT is malformed, incomplete or fails its hashes.
+    #[error("fit: {0}")]
+    Fit(#[from] loader::fit::FitError),
+    /// A board-specific problem, described in full.
+    #[error("{0}")]
+    Board(alloc::string::String),
     /// The DTB is malformed or cannot take the edits.
     #[error("DTB: {0}")]
     Fdt(#[from] loader::fdt::FdtError),

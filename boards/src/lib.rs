@@ -10,9 +10,11 @@
 
 extern crate alloc;
 
+pub mod boot;
 pub mod console;
 #[cfg(target_arch = "aarch64")]
 pub mod demo;
 pub mod el1;
 pub mod error;
 pub mod qemu_virt;
+pub mod rpi4;

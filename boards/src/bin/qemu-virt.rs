@@ -25,6 +25,7 @@ mod firmware {
     use buddy_system_allocator::LockedHeap;
     use el2_stub::console::line;
     use el2_stub::regs::{self, CpuFeatures};
+    use hypstub_boards::boot::{copy_into, cpu_has_crc32, pa_bits, report_options, yes};
     use hypstub_boards::el1::IdentityMemory;
     use hypstub_boards::error::BootError;
     use hypstub_boards::qemu_virt::fw_cfg::{self, FwCfg};
@@ -32,11 +33,21 @@ mod firmware {
     use hypstub_boards::{console, demo, el1};
     use loader::fdt::{Dtb, Edits};
     use loader::image::{self, ImageHeader};
-    use loader::options::{self, CopyMode, El, Options};
+    use loader::options::{self, CopyMode, El};
     use log::{error, info, warn, LevelFilter};
     use reloc::plan::{Finish, Layout, Planner};
 
     el2_stub::platform!(QemuVirt);
+
+    // The board's entry points (each board binary assembles its own, so that one image
+    // never carries another board's `_start`).
+    core::arch::global_asm!(
+        include_str!("../qemu_virt/entry.S"),
+        SCTLR_EL2_MMU_OFF = const el2_stub::regs::SCTLR_EL2_MMU_OFF,
+        STACK_SIZE = const el2_stub::cpus::STACK_SIZE,
+        RAM_START = const board::RAM_START,
+        PAYLOAD_LOWEST = const board::PAYLOAD_LOWEST,
+    );
 
     #[global_allocator]
     static HEAP: LockedHeap<32> = LockedHeap::empty();
@@ -72,14 +83,6 @@ mod firmware {
             core::ptr::addr_of!(__el1_stack_top) as u64,
             board::DTB.start,
         )
-    }
-
-    fn yes(b: bool) -> &'static str {
-        if b {
-            "yes"
-        } else {
-            "no"
-        }
     }
 
     /// Started at the wrong EL: say what QEMU option is missing, and stop.
@@ -295,14 +298,16 @@ mod firmware {
         match source {
             Source::FwCfg(_) => fw.load_kernel_runs(&runs[kernel])?,
             Source::Demo(bytes) => {
-                copy_into(&runs[kernel], bytes);
+                // SAFETY: staging runs the planner allocated for the payload.
+                unsafe { copy_into(&runs[kernel], bytes) };
                 cpu_written.extend(runs[kernel].iter().cloned());
             }
         }
         if let Some(i) = initrd_seg {
             fw.load_initrd_runs(&runs[i])?;
         }
-        copy_into(&runs[dtb_seg], dtb.as_bytes());
+        // SAFETY: staging runs the planner allocated for the DTB.
+        unsafe { copy_into(&runs[dtb_seg], dtb.as_bytes()) };
         cpu_written.extend(runs[dtb_seg].iter().cloned());
         let crc_hw = cpu_has_crc32();
         let ready = planner.finish(Finish {
@@ -359,20 +364,6 @@ mod firmware {
         Ok(())
     }
 
-    fn copy_into(runs: &[Range<u64>], mut bytes: &[u8]) {
-        for r in runs {
-            let n = ((r.end - r.start) as usize).min(bytes.len());
-            // SAFETY: staging runs are RAM the planner allocated for this segment, mapped as
-            // data by the full map and used by nothing else.
-            let dst = unsafe {
-                core::slice::from_raw_parts_mut(r.start as *mut u8, (r.end - r.start) as usize)
-            };
-            dst[..n].copy_from_slice(&bytes[..n]);
-            dst[n..].fill(0);
-            bytes = &bytes[n..];
-        }
-    }
-
     #[cfg(feature = "test-corrupt-staging")]
     fn corrupt_first_staged_page(runs: &[Range<u64>], written: &mut alloc::vec::Vec<Range<u64>>) {
         let p = runs[0].start;
@@ -380,36 +371,6 @@ mod firmware {
         // SAFETY: the first staging page of the payload, mapped as data.
         unsafe { (p as *mut u8).write_volatile(!(p as *const u8).read_volatile()) };
         written.push(p..p + 4096);
-    }
-
-    /// The CPU's physical address size (ID_AA64MMFR0_EL1.PARange).
-    fn pa_bits() -> u32 {
-        use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1};
-        match ID_AA64MMFR0_EL1.get() & 0xf {
-            0 => 32,
-            1 => 36,
-            2 => 40,
-            3 => 42,
-            4 => 44,
-            5 => 48,
-            _ => 52,
-        }
-    }
-
-    /// FEAT_CRC32 (ID_AA64ISAR0_EL1.CRC32), which the engine's digest check uses.
-    fn cpu_has_crc32() -> bool {
-        use aarch64_cpu::registers::{Readable, ID_AA64ISAR0_EL1};
-        (ID_AA64ISAR0_EL1.get() >> 16) & 0xf != 0
-    }
-
-    fn report_options(opts: &Options, raw: &str) {
-        info!(
-            "options: el={} copy={:?} verify={} log={} (command line \"{raw}\")",
-            if opts.el == El::One { 1 } else { 2 },
-            opts.copy,
-            if opts.verify { "on" } else { "off" },
-            opts.log
-        );
     }
 
     fn ram_range(dtb: &Dtb<'_>) -> Result<Range<u64>, BootError> {

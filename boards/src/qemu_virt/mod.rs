@@ -157,15 +157,6 @@ pub unsafe fn dtb_area() -> &'static mut [u8] {
 }
 
 #[cfg(target_arch = "aarch64")]
-core::arch::global_asm!(
-    include_str!("entry.S"),
-    SCTLR_EL2_MMU_OFF = const el2_stub::regs::SCTLR_EL2_MMU_OFF,
-    STACK_SIZE = const el2_stub::cpus::STACK_SIZE,
-    RAM_START = const RAM_START,
-    PAYLOAD_LOWEST = const PAYLOAD_LOWEST,
-);
-
-#[cfg(target_arch = "aarch64")]
 unsafe extern "C" {
     /// Where the stub sends the boot CPU at EL1 (`entry.S`).
     pub fn qemu_virt_el1_entry();
