@@ -377,7 +377,7 @@ mod firmware {
         }
         let spin_reserved = reserved
             .iter()
-            .any(|r| r.start <= board::SPIN_PAGE.start && board::SPIN_PAGE.end <= r.end);
+            .any(|r| r.contains(&board::SPIN_PAGE.start) && board::SPIN_PAGE.end <= r.end);
         if !spin_reserved {
             edits = edits.memreserve(board::SPIN_PAGE.start, board::SPIN_PAGE.end);
         }
@@ -437,13 +437,15 @@ mod firmware {
         let dtb_seg = planner.add_segment("dtb", dtb_dest..dtb_dest + dtb_len)?;
         let runs = planner.stage()?;
         let mut written: Vec<Range<u64>> = Vec::new();
-        // SAFETY (all three): staging runs the planner allocated for these segments.
+        // SAFETY: staging runs the planner allocated for this segment (and below).
         unsafe { copy_into(&runs[kernel_seg], payload.kernel) };
         written.extend(runs[kernel_seg].iter().cloned());
         if let (Some(i), Some(bytes)) = (initrd_seg, payload.ramdisk) {
+            // SAFETY: as above.
             unsafe { copy_into(&runs[i], bytes) };
             written.extend(runs[i].iter().cloned());
         }
+        // SAFETY: as above.
         unsafe { copy_into(&runs[dtb_seg], dtb.as_bytes()) };
         written.extend(runs[dtb_seg].iter().cloned());
         let crc_hw = cpu_has_crc32();
