@@ -323,7 +323,19 @@ mod firmware {
 
         // What no destination and no staging page may touch.
         let mut protected: Vec<(Range<u64>, &'static str)> =
-            alloc::vec![(board::SPIN_PAGE, "the spin table")];
+            alloc::vec![(board::SPIN_PAGE, "the armstub and its spin table")];
+        // Wherever the DTB puts the release words, the CPUs waiting on them read them until
+        // the payload releases them: their pages are never written by the relocation.
+        let release_pages: Vec<Range<u64>> = cpus
+            .iter()
+            .filter_map(|(_, r)| *r)
+            .map(|a| a & !0xfff..(a & !0xfff) + 0x1000)
+            .collect();
+        protected.extend(
+            release_pages
+                .iter()
+                .map(|r| (r.clone(), "a spin-table release word")),
+        );
         protected.extend(
             reserved
                 .iter()
@@ -375,11 +387,16 @@ mod firmware {
         if let Some(r) = &initrd {
             edits = edits.initrd(r.start, r.end);
         }
-        let spin_reserved = reserved
-            .iter()
-            .any(|r| r.contains(&board::SPIN_PAGE.start) && board::SPIN_PAGE.end <= r.end);
-        if !spin_reserved {
-            edits = edits.memreserve(board::SPIN_PAGE.start, board::SPIN_PAGE.end);
+        // booting.rst: the spin-table release words must be in reserved memory. Debian's Pi 4
+        // DTB reserves page 0 already; a DTB that does not gets the reservation here.
+        let mut to_reserve = alloc::vec![board::SPIN_PAGE];
+        to_reserve.extend(release_pages.iter().cloned());
+        to_reserve.sort_by_key(|r| r.start);
+        to_reserve.dedup();
+        for r in to_reserve {
+            if !reserved.iter().any(|x| x.start <= r.start && r.end <= x.end) {
+                edits = edits.memreserve(r.start, r.end - r.start);
+            }
         }
         if el == 1 {
             edits = edits
