@@ -119,7 +119,7 @@ mod tests {
     fn builds_on_the_host() {
         let m = build(
             core::slice::from_ref(&(0x4000_0000..0x8000_0000)),
-            &[0x4010_0000..0x4012_0000],
+            core::slice::from_ref(&(0x4010_0000..0x4012_0000)),
             &(0..0x0800_0000),
             &(0x0800_0000..0x4000_0000),
         );
