@@ -2,7 +2,8 @@
 //!
 //! The boot story: `entry.S` starts the boot CPU at EL2 with a stack; `qemu_virt_el2_main`
 //! sets up EL2 and the stub and drops to EL1; the EL1 stage (`qemu_virt_el1_main`) turns its
-//! MMU on, reads the payload and command line from fw_cfg (or takes the built-in demo),
+//! MMU on, reads the payload and command line from fw_cfg (or takes the built-in demo) --
+//! `-kernel` is an arm64 Image, or a FIT read whole into free RAM and checked there --,
 //! checks and places the payload, edits the DTB, stages everything with the relocation
 //! planner and issues HVC_SOFT_RESTART; the engine copies and enters the payload at EL2
 //! (default) or at EL1 with the stub resident.
@@ -25,13 +26,14 @@ mod firmware {
     use buddy_system_allocator::LockedHeap;
     use el2_stub::console::line;
     use el2_stub::regs::{self, CpuFeatures};
-    use hypstub_boards::boot::{copy_into, cpu_has_crc32, pa_bits, report_options, yes};
+    use hypstub_boards::boot::{copy_into, cpu_has_crc32, free_area, pa_bits, report_options, yes};
     use hypstub_boards::el1::IdentityMemory;
     use hypstub_boards::error::BootError;
+    use hypstub_boards::payload::{read_fit, Payload};
     use hypstub_boards::qemu_virt::fw_cfg::{self, FwCfg};
     use hypstub_boards::qemu_virt::{self as board, QemuVirt};
     use hypstub_boards::{console, demo, el1};
-    use loader::fdt::{Dtb, Edits};
+    use loader::fdt::{Dtb, Edits, FDT_MAGIC};
     use loader::image::{self, ImageHeader};
     use loader::options::{self, CopyMode, El};
     use log::{error, info, warn, LevelFilter};
@@ -129,12 +131,23 @@ mod firmware {
         el: u64,
     }
 
-    /// Where the payload's bytes come from.
+    /// Where the bytes of the kernel or the initrd come from.
     enum Source {
-        /// The user's `-kernel`, through fw_cfg, of this many bytes.
+        /// Read straight from fw_cfg into the staging pages: the user's `-kernel` (an arm64
+        /// Image) or `-initrd`, of this many bytes.
         FwCfg(u32),
-        /// The built-in demo payload, in the image.
-        Demo(&'static [u8]),
+        /// Copied from memory: a part of the FIT given as `-kernel`, or the built-in demo
+        /// payload in the image.
+        Memory(&'static [u8]),
+    }
+
+    impl Source {
+        fn len(&self) -> u64 {
+            match self {
+                Source::FwCfg(n) => u64::from(*n),
+                Source::Memory(b) => b.len() as u64,
+            }
+        }
     }
 
     /// Everything before the point of no return: each step can fail with a message, and
@@ -159,8 +172,8 @@ mod firmware {
         report_options(&opts, &cmdline);
 
         // SAFETY: at EL1 with the early tables on, and the only use of the DTB area.
-        let mut dtb = Dtb::new(unsafe { board::dtb_area() })?;
-        let ram = ram_range(&dtb)?;
+        let dtb_area = unsafe { board::dtb_area() };
+        let ram = ram_range(&Dtb::new(&mut *dtb_area)?)?;
         info!(
             "dtb: at {dtb_addr:#x}, RAM {:#x}..{:#x} ({} MiB)",
             ram.start,
@@ -169,23 +182,34 @@ mod firmware {
         );
         map_all_ram(&ram)?;
 
-        let source = match fw.kernel_size()? {
+        // The payload: the demo, a FIT, or an arm64 Image.
+        let (kernel, header, fit) = match fw.kernel_size()? {
             0 => {
                 if !demo::run(true) {
                     return Err(BootError::DemoFailed);
                 }
-                Source::Demo(demo::payload())
+                let bytes = demo::payload();
+                (Source::Memory(bytes), header_of(bytes), None)
             }
-            n => Source::FwCfg(n),
-        };
-        let (size, header) = match &source {
-            Source::FwCfg(n) => (u64::from(*n), fw.kernel_header()?),
-            Source::Demo(b) => {
-                let mut h = [0u8; fw_cfg::HEADER_LEN];
-                h.copy_from_slice(&b[..fw_cfg::HEADER_LEN]);
-                (b.len() as u64, h)
+            n => {
+                let header = fw.kernel_header()?;
+                if header[..4] == FDT_MAGIC.to_be_bytes() {
+                    let fit = read_fit_from_fw_cfg(&mut fw, n, &ram)?;
+                    (Source::Memory(fit.kernel), header_of(fit.kernel), Some(fit))
+                } else {
+                    (Source::FwCfg(n), header, None)
+                }
             }
         };
+        // The initrd: the FIT's, or `-initrd`; never both, as which one is meant cannot
+        // be told.
+        let initrd_source = match (fit.as_ref().and_then(|f| f.ramdisk), fw.initrd_size()?) {
+            (Some(_), n @ 1..) => return Err(BootError::FitAndInitrd { initrd: n }),
+            (Some(bytes), 0) => Some(Source::Memory(bytes)),
+            (None, 0) => None,
+            (None, n) => Some(Source::FwCfg(n)),
+        };
+        let size = kernel.len();
         let header = ImageHeader::parse(&header)?;
         let el = if opts.el == El::One { 1 } else { 2 };
         // Only a payload at EL1 keeps the stub; at EL2 the payload owns EL2 and the stub's
@@ -210,13 +234,25 @@ mod firmware {
             image.end
         );
         options::check_length(&payload_cmdline, options::LINUX_COMMAND_LINE_SIZE)?;
-        let initrd = match fw.initrd_size()? {
-            0 => None,
-            n => {
-                let start = image.end.next_multiple_of(4096);
-                Some(start..start + u64::from(n))
-            }
-        };
+        let initrd = initrd_source.as_ref().map(|src| {
+            let start = image.end.next_multiple_of(4096);
+            start..start + src.len()
+        });
+
+        // The payload's DTB: QEMU's, or the FIT's copied over it (QEMU's has told the RAM
+        // already), in the DTB area, whose 1 MiB is room for the edits.
+        if let Some(f) = fit.as_ref().and_then(|f| f.fdt) {
+            let room = dtb_area.len();
+            dtb_area
+                .get_mut(..f.len())
+                .ok_or(BootError::FitFdtTooLarge {
+                    size: f.len(),
+                    room,
+                })?
+                .copy_from_slice(f);
+            info!("dtb: using the FIT's device tree ({} bytes)", f.len());
+        }
+        let mut dtb = Dtb::new(dtb_area)?;
 
         // DTB edits first: if the DTB cannot take them, nothing has been loaded yet.
         let mut edits = Edits::new().bootargs(&payload_cmdline);
@@ -278,7 +314,11 @@ mod firmware {
                 // the EL1 stage, the whole image span (its .bss too is the payload's from its
                 // first instruction), and the stub's RAM, which the EL1 stage does not map
                 // and the stub uses until the HVC even when the payload will not keep it.
-                busy: alloc::vec![board::DTB, board::EL1_RAM, image.clone(), board::RESIDENT],
+                // The FIT, where the kernel, initrd and DTB are copied from, likewise.
+                busy: [board::DTB, board::EL1_RAM, image.clone(), board::RESIDENT]
+                    .into_iter()
+                    .chain(fit.as_ref().and_then(|f| f.source.clone()))
+                    .collect(),
                 console: Some(board::PL011 as u64),
                 console_mini_uart: false,
                 pa_bits: pa_bits(),
@@ -287,7 +327,7 @@ mod firmware {
             // user.
             unsafe { IdentityMemory::new() },
         )?;
-        let kernel = planner.add_segment("payload", image.start..image.start + size)?;
+        let kernel_seg = planner.add_segment("payload", image.start..image.start + size)?;
         let initrd_seg = match &initrd {
             Some(r) => Some(planner.add_segment("initrd", r.clone())?),
             None => None,
@@ -295,16 +335,22 @@ mod firmware {
         let dtb_seg = planner.add_segment("dtb", dtb_dest..dtb_dest + dtb_len)?;
         let runs = planner.stage()?;
         let mut cpu_written = alloc::vec::Vec::new();
-        match source {
-            Source::FwCfg(_) => fw.load_kernel_runs(&runs[kernel])?,
-            Source::Demo(bytes) => {
+        match kernel {
+            Source::FwCfg(_) => fw.load_kernel_runs(&runs[kernel_seg])?,
+            Source::Memory(bytes) => {
                 // SAFETY: staging runs the planner allocated for the payload.
-                unsafe { copy_into(&runs[kernel], bytes) };
-                cpu_written.extend(runs[kernel].iter().cloned());
+                unsafe { copy_into(&runs[kernel_seg], bytes) };
+                cpu_written.extend(runs[kernel_seg].iter().cloned());
             }
         }
-        if let Some(i) = initrd_seg {
-            fw.load_initrd_runs(&runs[i])?;
+        match (initrd_seg, initrd_source) {
+            (Some(i), Some(Source::FwCfg(_))) => fw.load_initrd_runs(&runs[i])?,
+            (Some(i), Some(Source::Memory(bytes))) => {
+                // SAFETY: staging runs the planner allocated for the initrd.
+                unsafe { copy_into(&runs[i], bytes) };
+                cpu_written.extend(runs[i].iter().cloned());
+            }
+            _ => {}
         }
         // SAFETY: staging runs the planner allocated for the DTB.
         unsafe { copy_into(&runs[dtb_seg], dtb.as_bytes()) };
@@ -324,7 +370,7 @@ mod firmware {
             warn!("reloc: this CPU has no CRC32 instructions: copies are not verified");
         }
         #[cfg(feature = "test-corrupt-staging")]
-        corrupt_first_staged_page(&runs[kernel], &mut cpu_written);
+        corrupt_first_staged_page(&runs[kernel_seg], &mut cpu_written);
         info!(
             "reloc: {} bytes staged in {} pages; {} list pages, {} page-table pages; engine at {:#x}, argument block at {:#x}; copy with the MMU {}",
             ready.bytes,
@@ -343,6 +389,47 @@ mod firmware {
             args: ready.args,
             el,
         })
+    }
+
+    /// The `-kernel` item, which starts with the FDT magic, read whole into the highest free
+    /// RAM (away from the firmware, the DTB and the low RAM where payloads go), then parsed
+    /// and every hash of its default configuration checked. Its range stays busy: nothing is
+    /// staged over it.
+    fn read_fit_from_fw_cfg(
+        fw: &mut FwCfg<fw_cfg::DmaDevice<fw_cfg::Mmio, el1::cache::CpuCache>>,
+        size: u32,
+        ram: &Range<u64>,
+    ) -> Result<Payload<'static>, BootError> {
+        let len = u64::from(size);
+        let firmware = board::RAM_START..board::PAYLOAD_LOWEST;
+        let area = free_area(
+            ram,
+            core::slice::from_ref(&firmware),
+            len.next_multiple_of(4096),
+            4096,
+        )
+        .ok_or(BootError::FitTooLarge {
+            size: len,
+            ram: ram.clone(),
+        })?;
+        let at = area.start..area.start + len;
+        fw.load_kernel(at.clone())?;
+        info!(
+            "fw_cfg: -kernel is a FIT: {len} bytes read to {:#x}..{:#x}",
+            at.start, at.end
+        );
+        // SAFETY: free RAM (above the firmware's, inside the RAM `map_all_ram` mapped as
+        // data), written only by the DMA above; busy for the planner, so nothing writes it
+        // before the payload is staged.
+        unsafe { read_fit(&at) }
+    }
+
+    /// The first bytes of an image in memory, as fw_cfg would read them (zeros past its end).
+    fn header_of(bytes: &[u8]) -> [u8; fw_cfg::HEADER_LEN] {
+        let mut h = [0u8; fw_cfg::HEADER_LEN];
+        let n = bytes.len().min(h.len());
+        h[..n].copy_from_slice(&bytes[..n]);
+        h
     }
 
     /// Maps all of RAM (the relocation writes anywhere in it) and switches to that map.

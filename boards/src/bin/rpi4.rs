@@ -33,11 +33,11 @@ mod firmware {
     use hypstub_boards::el1::cache::{Cache, CpuCache};
     use hypstub_boards::el1::IdentityMemory;
     use hypstub_boards::error::BootError;
+    use hypstub_boards::payload::{read_fit, Payload};
     use hypstub_boards::rpi4::{self as board, Rpi4, HYPSTUB_RPI4_SHARED as SHARED};
     use hypstub_boards::{console, demo, el1};
     use loader::dtfacts::{self, ConsoleKind};
     use loader::fdt::{Dtb, Edits, FDT_HEADER_SIZE, FDT_MAGIC};
-    use loader::fit::{self, Fit};
     use loader::image::{self, ImageHeader};
     use loader::options::{self, CopyMode, El};
     use log::{error, info, LevelFilter};
@@ -223,15 +223,6 @@ mod firmware {
         work: Range<u64>,
     }
 
-    /// The payload's parts, borrowed from the FIT (or the demo).
-    struct Payload<'a> {
-        kernel: &'a [u8],
-        ramdisk: Option<&'a [u8]>,
-        fdt: Option<&'a [u8]>,
-        /// Where the payload's bytes are now (the FIT), which staging must not overwrite.
-        source: Option<Range<u64>>,
-    }
-
     /// Everything before the point of no return.
     fn boot(dtb_addr: u64) -> Result<Handoff, BootError> {
         let freq = CNTFRQ_EL0.get();
@@ -297,7 +288,9 @@ mod firmware {
         // The payload.
         let demo_bytes;
         let payload = match &fit_range {
-            Some(r) => read_fit(r)?,
+            // SAFETY: the initrd range from /chosen, inside RAM (mapped as data by the full
+            // map), which nothing writes before the payload is staged.
+            Some(r) => unsafe { read_fit(r) }?,
             None => {
                 info!("payload: no initrd in /chosen: running the built-in demo");
                 if !demo::run(false) {
@@ -492,52 +485,6 @@ mod firmware {
             args: ready.args,
             el,
             work,
-        })
-    }
-
-    /// The FIT the firmware loaded as the initramfs: parsed, every hash of its default
-    /// configuration checked, the kernel's header checked.
-    fn read_fit(r: &Range<u64>) -> Result<Payload<'static>, BootError> {
-        // The firmware wrote it with the caches off; no stale line may hide it.
-        CpuCache.clean_invalidate(r.clone());
-        // SAFETY: the initrd range from /chosen, inside RAM (checked by the caller's map),
-        // mapped as data, read only.
-        let bytes = unsafe {
-            core::slice::from_raw_parts(r.start as *const u8, (r.end - r.start) as usize)
-        };
-        let fit = Fit::parse(bytes)?;
-        let config = fit.default_config()?;
-        let count = config.images().count();
-        info!(
-            "fit: {} bytes at {:#x}; configuration {}{}: kernel \"{}\"{}{}",
-            bytes.len(),
-            r.start,
-            config.name,
-            config
-                .description
-                .map(|d| alloc::format!(" ({d})"))
-                .unwrap_or_default(),
-            config.kernel.name,
-            config
-                .ramdisk
-                .as_ref()
-                .map(|i| alloc::format!(", ramdisk \"{}\"", i.name))
-                .unwrap_or_default(),
-            config
-                .fdt
-                .as_ref()
-                .map(|i| alloc::format!(", fdt \"{}\"", i.name))
-                .unwrap_or_default(),
-        );
-        let t0 = CNTPCT_EL0.get();
-        fit::verify_all(&config)?;
-        let ms = (CNTPCT_EL0.get() - t0) * 1000 / CNTFRQ_EL0.get().max(1);
-        info!("fit: sha256 of all {count} images verified in {ms} ms");
-        Ok(Payload {
-            kernel: config.kernel.data,
-            ramdisk: config.ramdisk.as_ref().map(|i| i.data),
-            fdt: config.fdt.as_ref().map(|i| i.data),
-            source: Some(r.clone()),
         })
     }
 
