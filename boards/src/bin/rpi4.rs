@@ -387,7 +387,10 @@ mod firmware {
         to_reserve.sort_by_key(|r| r.start);
         to_reserve.dedup();
         for r in to_reserve {
-            if !reserved.iter().any(|x| x.start <= r.start && r.end <= x.end) {
+            if !reserved
+                .iter()
+                .any(|x| x.start <= r.start && r.end <= x.end)
+            {
                 edits = edits.memreserve(r.start, r.end - r.start);
             }
         }
