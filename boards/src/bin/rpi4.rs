@@ -286,6 +286,15 @@ mod firmware {
         );
 
         // The payload.
+        if let Some(r) = &fit_range {
+            if r.start >= r.end || !ram.iter().any(|b| b.start <= r.start && r.end <= b.end) {
+                return Err(BootError::Board(alloc::format!(
+                    "DTB: /chosen linux,initrd-start/-end {:#x}..{:#x} is not a range inside RAM",
+                    r.start,
+                    r.end
+                )));
+            }
+        }
         let demo_bytes;
         let payload = match &fit_range {
             // SAFETY: the initrd range from /chosen, inside RAM (mapped as data by the full
