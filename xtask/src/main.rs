@@ -477,9 +477,7 @@ fn run_rpi4(opts: RunRpi4) -> anyhow::Result<ExitCode> {
         }
     );
     eprintln!("console: {}", opts.console.describe());
-    if opts.console == rpi4::Console::MiniUart
-        && folder.files.iter().any(|f| f.0 == rpi4::PAYLOAD_FILE)
-    {
+    if opts.console == rpi4::Console::MiniUart {
         eprintln!(
             "note: `{}` follows the cmdline.txt words on QEMU only: QEMU's mini-UART cannot \
              be Linux's /dev/console (docs/xtask.md)",

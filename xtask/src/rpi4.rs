@@ -289,7 +289,7 @@ pub struct FolderSpec {
     /// The cmdline.txt line ([`cmdline`]).
     pub cmdline: String,
     /// An armstub image (the `rpi4-armstub` binary's raw image), if any: copied to
-    /// [`ARMSTUB_FILE`] and named by config.txt's `armstub=`.
+    /// [`ARMSTUB_FILE`] (unless it is that file) and named by config.txt's `armstub=`.
     pub armstub: Option<PathBuf>,
 }
 
@@ -320,9 +320,9 @@ impl Folder {
     }
 }
 
-/// Writes the SD-card folder into `dir` (created if needed). A file an earlier build left
-/// that this one does not write (`payload.itb`, the armstub) is removed, so the folder
-/// always matches its config.txt.
+/// Writes the SD-card folder into `dir` (created if needed). A `payload.itb` an earlier
+/// build left is removed when this one has no payload, so that the folder matches its
+/// config.txt; an armstub file is left alone (its own build writes it here).
 pub fn write_folder(dir: &Path, spec: &FolderSpec) -> anyhow::Result<Folder> {
     if spec.cmdline.contains(['\n', '\r']) {
         bail!(
@@ -384,9 +384,10 @@ pub fn write_folder(dir: &Path, spec: &FolderSpec) -> anyhow::Result<Folder> {
         }
         None => remove_stale(PAYLOAD_FILE)?,
     }
-    match &spec.armstub {
-        Some(armstub) => copy(&mut folder, ARMSTUB_FILE, armstub)?,
-        None => remove_stale(ARMSTUB_FILE)?,
+    // Without one, an armstub already in the folder stays: `cargo xtask build --board
+    // rpi4-armstub` writes it there, and config.txt names it only when asked to.
+    if let Some(armstub) = &spec.armstub {
+        copy(&mut folder, ARMSTUB_FILE, armstub)?;
     }
     Ok(folder)
 }
@@ -740,7 +741,8 @@ mod tests {
         assert!(!out.join(PAYLOAD_FILE).exists());
         assert_eq!(fs::read(out.join(ARMSTUB_FILE)).unwrap(), b"stub");
 
-        // kernel8.img already in place (the build writes it there) is left alone.
+        // kernel8.img already in place (the build writes it there) is left alone, and so is
+        // an armstub that was not asked for (its own build puts it there).
         let folder = write_folder(
             &out,
             &FolderSpec {
@@ -750,7 +752,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(folder.files[0], (KERNEL_FILE, 8));
-        assert!(!out.join(ARMSTUB_FILE).exists());
+        assert_eq!(folder.files.len(), 4);
+        assert_eq!(fs::read(out.join(ARMSTUB_FILE)).unwrap(), b"stub");
+        assert!(fs::read_to_string(out.join(CONFIG_FILE))
+            .unwrap()
+            .contains("\n#armstub="));
 
         // Two lines are refused.
         let err = write_folder(
