@@ -19,7 +19,8 @@
 //! Principles: plain cargo stays the build system (`cargo build -p hypstub-boards --target
 //! aarch64-unknown-none-softfloat` works without xtask; xtask only adds objcopy and QEMU);
 //! every command xtask runs is printed before it runs; nothing here knows a mirror or
-//! download host. This crate runs on the host only and depends on no firmware crate.
+//! download host. This crate runs on the host only and depends on no firmware crate; of
+//! hypstub's own crates it uses only `loader`, the host-testable format library (DTB edits).
 
 pub mod a64;
 pub mod apt;
