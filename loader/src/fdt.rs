@@ -164,6 +164,12 @@ pub enum FdtError {
         /// Offset of the first NUL.
         offset: usize,
     },
+    /// The new `stdout-path` contains a NUL, which would end it early.
+    #[error("stdout-path contains a NUL byte at offset {offset}")]
+    StdoutPathNul {
+        /// Offset of the first NUL.
+        offset: usize,
+    },
     /// A memory reservation of size 0 (which would end the reservation block).
     #[error("memory reservation at {base:#x} has size 0")]
     EmptyMemreserve {
@@ -201,6 +207,7 @@ pub enum PsciMethod {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Edits<'a> {
     bootargs: Option<&'a str>,
+    stdout_path: Option<&'a str>,
     memreserves: Vec<(u64, u64)>,
     initrd: Option<(u64, u64)>,
     disable: Vec<&'a str>,
@@ -213,8 +220,9 @@ impl<'a> Edits<'a> {
         Self::default()
     }
 
-    /// Sets `status = "disabled"` on the root's child node `name` (e.g. `flash@0`), if the
-    /// DTB has it; a DTB without it is left as it is.
+    /// Sets `status = "disabled"` on a node, if the DTB has it; a DTB without it is left
+    /// as it is. `name` is either a child of the root (`flash@0`) or a full path starting
+    /// with `/` (`/soc/i2c@7ef04500`).
     #[must_use]
     pub fn disable(mut self, name: &'a str) -> Self {
         self.disable.push(name);
@@ -225,6 +233,15 @@ impl<'a> Edits<'a> {
     #[must_use]
     pub fn bootargs(mut self, bootargs: &'a str) -> Self {
         self.bootargs = Some(bootargs);
+        self
+    }
+
+    /// Sets `/chosen/stdout-path` (the console: an alias or a path, optionally followed by
+    /// `:` and the UART settings, e.g. `serial0:115200n8`; Devicetree Specification 3.6),
+    /// creating `/chosen` if needed.
+    #[must_use]
+    pub fn stdout_path(mut self, stdout_path: &'a str) -> Self {
+        self.stdout_path = Some(stdout_path);
         self
     }
 
@@ -259,14 +276,24 @@ impl<'a> Edits<'a> {
             if let Some(offset) = bootargs.bytes().position(|b| b == 0) {
                 return Err(FdtError::BootargsNul { offset });
             }
-            // Bounds the rewrite's sizes well below u32::MAX, where
-            // dtoolkit's serialiser would panic.
-            if bootargs.len() > capacity {
-                return Err(FdtError::DoesNotFit {
-                    needed: size.saturating_add(bootargs.len()),
-                    capacity,
-                });
+        }
+        if let Some(path) = self.stdout_path {
+            if let Some(offset) = path.bytes().position(|b| b == 0) {
+                return Err(FdtError::StdoutPathNul { offset });
             }
+        }
+        // Bounds the rewrite's sizes well below u32::MAX, where dtoolkit's
+        // serialiser would panic.
+        let strings = [self.bootargs, self.stdout_path]
+            .iter()
+            .flatten()
+            .map(|s| s.len())
+            .fold(0usize, usize::saturating_add);
+        if strings > capacity {
+            return Err(FdtError::DoesNotFit {
+                needed: size.saturating_add(strings),
+                capacity,
+            });
         }
         for &(base, size) in &self.memreserves {
             if size == 0 {
@@ -428,6 +455,22 @@ impl<'a> Dtb<'a> {
             })
     }
 
+    /// `/chosen/stdout-path`, if present.
+    ///
+    /// # Errors
+    /// The property is not a NUL-terminated UTF-8 string.
+    pub fn stdout_path(&self) -> Result<Option<&str>, FdtError> {
+        let Some(prop) = self.chosen_property("stdout-path") else {
+            return Ok(None);
+        };
+        prop.value_as::<&str>()
+            .map(Some)
+            .map_err(|problem| FdtError::BadProperty {
+                path: "/chosen/stdout-path".into(),
+                problem,
+            })
+    }
+
     /// The initrd given by `/chosen/linux,initrd-start` and `-end`, if
     /// present (32- or 64-bit values, as Linux reads them).
     ///
@@ -506,7 +549,7 @@ impl<'a> Dtb<'a> {
         let capacity = self.capacity();
         edits.check(self.len, capacity)?;
         let mut tree = DeviceTree::from_fdt(&self.fdt());
-        if edits.bootargs.is_some() || edits.initrd.is_some() {
+        if edits.bootargs.is_some() || edits.stdout_path.is_some() || edits.initrd.is_some() {
             // Returns the existing /chosen if there is one.
             let chosen = tree
                 .root
@@ -514,13 +557,21 @@ impl<'a> Dtb<'a> {
             if let Some(bootargs) = edits.bootargs {
                 chosen.add_property(DeviceTreeProperty::new_unchecked("bootargs", bootargs));
             }
+            if let Some(path) = edits.stdout_path {
+                chosen.add_property(DeviceTreeProperty::new_unchecked("stdout-path", path));
+            }
             if let Some((start, end)) = edits.initrd {
                 chosen.add_property(DeviceTreeProperty::new_unchecked(INITRD_START, start));
                 chosen.add_property(DeviceTreeProperty::new_unchecked(INITRD_END, end));
             }
         }
         for name in &edits.disable {
-            if let Some(node) = tree.root.child_mut(name) {
+            let node = if name.starts_with('/') {
+                tree.find_node_mut(name)
+            } else {
+                tree.root.child_mut(name)
+            };
+            if let Some(node) = node {
                 node.add_property(DeviceTreeProperty::new_unchecked("status", "disabled"));
             }
         }
