@@ -90,6 +90,11 @@ pub fn ci_steps() -> Vec<Step> {
             println!("{}: {}", built.image.display(), built.size_text());
             Ok(())
         }),
+        Step::new("firmware image (rpi4)", || {
+            let built = image::build_firmware(Board::Rpi4, BuildOptions::default())?;
+            println!("{}: {}", built.image.display(), built.size_text());
+            Ok(())
+        }),
         Step::new("test firmware variant (corrupt-staging)", || {
             let built = image::build_firmware_variant(
                 Board::QemuVirt,
