@@ -1,6 +1,6 @@
 //! Writing a FIT (U-Boot's Flattened Image Tree) holding a kernel and,
 //! optionally, an initrd and a DTB, for boards whose firmware loads the
-//! payload as one FIT (the Raspberry Pi 4 will).
+//! payload as one FIT (the Raspberry Pi 4), and for QEMU virt's `-kernel`.
 //!
 //! `cargo xtask build --board rpi4 --kernel ...` writes its `payload.itb`
 //! with [`write_fit`] ([`crate::rpi4::write_folder`]). The layout is
