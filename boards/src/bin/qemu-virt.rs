@@ -26,18 +26,18 @@ mod firmware {
     use buddy_system_allocator::LockedHeap;
     use el2_stub::console::line;
     use el2_stub::regs::{self, CpuFeatures};
-    use hypstub_boards::boot::{copy_into, cpu_has_crc32, free_area, pa_bits, report_options, yes};
-    use hypstub_boards::el1::IdentityMemory;
+    use hypstub_boards::boot::{free_area, pa_bits, report_options, yes};
     use hypstub_boards::error::BootError;
+    use hypstub_boards::handover::{self, Bytes, Entry, Handoff, Segment};
     use hypstub_boards::payload::{read_fit, Payload};
     use hypstub_boards::qemu_virt::fw_cfg::{self, FwCfg};
     use hypstub_boards::qemu_virt::{self as board, QemuVirt};
     use hypstub_boards::{console, demo, el1};
     use loader::fdt::{Dtb, Edits, FDT_MAGIC};
     use loader::image::{self, ImageHeader};
-    use loader::options::{self, CopyMode, El};
-    use log::{error, info, warn, LevelFilter};
-    use reloc::plan::{Finish, Layout, Planner};
+    use loader::options::{self, El};
+    use log::{info, LevelFilter};
+    use reloc::plan::Layout;
 
     el2_stub::platform!(QemuVirt);
 
@@ -119,16 +119,11 @@ mod firmware {
         init_heap();
         info!("el1: MMU and caches on; heap {} KiB", heap_size() / 1024);
         match boot(dtb) {
-            Ok(handoff) => enter(handoff),
-            Err(e) => stop_with(&e),
+            // The stub's RAM needs no maintenance (the EL1 stage never maps it); the DTB area
+            // and the EL1 stage's RAM were written through the caches.
+            Ok(h) => handover::enter(&h, &board::DTB, &board::EL1_RAM, board::power_off),
+            Err(e) => handover::stop_with(&e, board::power_off),
         }
-    }
-
-    /// What the point of no return needs: the engine and its argument block.
-    struct Handoff {
-        engine: u64,
-        args: u64,
-        el: u64,
     }
 
     /// Where the bytes of the kernel or the initrd come from.
@@ -163,7 +158,7 @@ mod firmware {
         let (opts, payload_cmdline) = options::parse(&cmdline)?;
         #[cfg(feature = "test-el1-fault")]
         if cmdline.split_whitespace().any(|w| w == "test.el1_fault") {
-            warn!("test hook: reading the stub's RAM, which the EL1 stage does not map");
+            log::warn!("test hook: reading the stub's RAM, which the EL1 stage does not map");
             // SAFETY: none needed for the hardware: the address is unmapped at EL1, so the
             // read faults and the EL1 vectors report it; it is a test of exactly that.
             let _ = unsafe { core::ptr::read_volatile(board::RESIDENT.start as *const u64) };
@@ -180,7 +175,12 @@ mod firmware {
             ram.end,
             (ram.end - ram.start) >> 20
         );
-        map_all_ram(&ram)?;
+        handover::map_all_ram(
+            core::slice::from_ref(&ram),
+            core::slice::from_ref(&board::RESIDENT),
+            &board::FLASH,
+            &board::DEVICES,
+        )?;
 
         // The payload: the demo, a FIT, or an arm64 Image.
         let (kernel, header, fit) = match fw.kernel_size()? {
@@ -303,92 +303,73 @@ mod firmware {
 
         // The plan: staging pages in free RAM, none inside a destination, none where the
         // EL1 stage or the DTB still are.
-        let mut planner = Planner::new(
-            Layout {
-                ram: alloc::vec![ram.clone()],
-                protected: protected
-                    .iter()
-                    .map(|r| (r.clone(), "the stub's resident RAM"))
-                    .collect(),
-                // Destinations may cover these, staging may not: the DTB until it is staged,
-                // the EL1 stage, the whole image span (its .bss too is the payload's from its
-                // first instruction), and the stub's RAM, which the EL1 stage does not map
-                // and the stub uses until the HVC even when the payload will not keep it.
-                // The FIT, where the kernel, initrd and DTB are copied from, likewise.
-                busy: [board::DTB, board::EL1_RAM, image.clone(), board::RESIDENT]
-                    .into_iter()
-                    .chain(fit.as_ref().and_then(|f| f.source.clone()))
-                    .collect(),
-                console: Some(board::PL011 as u64),
-                console_mini_uart: false,
-                pa_bits: pa_bits(),
-            },
-            // SAFETY: `map_all_ram` switched to the full map above; the planner is the only
-            // user.
-            unsafe { IdentityMemory::new() },
-        )?;
-        let kernel_seg = planner.add_segment("payload", image.start..image.start + size)?;
-        let initrd_seg = match &initrd {
-            Some(r) => Some(planner.add_segment("initrd", r.clone())?),
-            None => None,
+        let layout = Layout {
+            ram: alloc::vec![ram.clone()],
+            protected: protected
+                .iter()
+                .map(|r| (r.clone(), "the stub's resident RAM"))
+                .collect(),
+            // Destinations may cover these, staging may not: the DTB until it is staged, the
+            // EL1 stage, the whole image span (its .bss too is the payload's from its first
+            // instruction), and the stub's RAM, which the EL1 stage does not map and the stub
+            // uses until the HVC even when the payload will not keep it. The FIT, where the
+            // kernel, initrd and DTB are copied from, likewise.
+            busy: [board::DTB, board::EL1_RAM, image.clone(), board::RESIDENT]
+                .into_iter()
+                .chain(fit.as_ref().and_then(|f| f.source.clone()))
+                .collect(),
+            console: Some(board::PL011 as u64),
+            console_mini_uart: false,
+            pa_bits: pa_bits(),
         };
-        let dtb_seg = planner.add_segment("dtb", dtb_dest..dtb_dest + dtb_len)?;
-        let runs = planner.stage()?;
-        let mut cpu_written = alloc::vec::Vec::new();
-        match kernel {
-            Source::FwCfg(_) => fw.load_kernel_runs(&runs[kernel_seg])?,
-            Source::Memory(bytes) => {
-                // SAFETY: staging runs the planner allocated for the payload.
-                unsafe { copy_into(&runs[kernel_seg], bytes) };
-                cpu_written.extend(runs[kernel_seg].iter().cloned());
+        let bytes = |s: &Source| match s {
+            Source::FwCfg(_) => Bytes::Device,
+            Source::Memory(b) => Bytes::Copy(b),
+        };
+        let mut segments = alloc::vec![Segment {
+            name: "payload",
+            dest: image.start..image.start + size,
+            bytes: bytes(&kernel),
+        }];
+        if let (Some(r), Some(src)) = (&initrd, &initrd_source) {
+            segments.push(Segment {
+                name: "initrd",
+                dest: r.clone(),
+                bytes: bytes(src),
+            });
+        }
+        segments.push(Segment {
+            name: "dtb",
+            dest: dtb_dest..dtb_dest + dtb_len,
+            bytes: Bytes::Copy(dtb.as_bytes()),
+        });
+        // Only the kernel (segment 0) and the initrd (1) can come from fw_cfg.
+        let mut load = |i: usize, runs: &[Range<u64>]| -> Result<(), BootError> {
+            if i == 0 {
+                fw.load_kernel_runs(runs)?;
+            } else {
+                fw.load_initrd_runs(runs)?;
             }
-        }
-        match (initrd_seg, initrd_source) {
-            (Some(i), Some(Source::FwCfg(_))) => fw.load_initrd_runs(&runs[i])?,
-            (Some(i), Some(Source::Memory(bytes))) => {
-                // SAFETY: staging runs the planner allocated for the initrd.
-                unsafe { copy_into(&runs[i], bytes) };
-                cpu_written.extend(runs[i].iter().cloned());
-            }
-            _ => {}
-        }
-        // SAFETY: staging runs the planner allocated for the DTB.
-        unsafe { copy_into(&runs[dtb_seg], dtb.as_bytes()) };
-        cpu_written.extend(runs[dtb_seg].iter().cloned());
-        let crc_hw = cpu_has_crc32();
-        let ready = planner.finish(Finish {
-            entry: image.start,
-            regs: [dtb_dest, 0, 0, 0],
-            el,
-            mmu: opts.copy == CopyMode::Mmu,
-            digests: opts.verify && crc_hw,
-            crc_hw,
-            psci_stop: true,
-            engine: reloc::engine::code(),
-        })?;
-        if opts.verify && !crc_hw {
-            warn!("reloc: this CPU has no CRC32 instructions: copies are not verified");
-        }
+            Ok(())
+        };
         #[cfg(feature = "test-corrupt-staging")]
-        corrupt_first_staged_page(&runs[kernel_seg], &mut cpu_written);
-        info!(
-            "reloc: {} bytes staged in {} pages; {} list pages, {} page-table pages; engine at {:#x}, argument block at {:#x}; copy with the MMU {}",
-            ready.bytes,
-            ready.staging_pages,
-            ready.list_pages,
-            ready.table_pages,
-            ready.engine_entry,
-            ready.args,
-            if opts.copy == CopyMode::Mmu { "and caches on" } else { "off" }
-        );
-
-        // What the engine reads with its MMU off, or copies, must be in memory.
-        reloc::plan::clean_for_engine(&ready, &cpu_written, &mut el1::cache::CpuCache);
-        Ok(Handoff {
-            engine: ready.engine_entry,
-            args: ready.args,
-            el,
-        })
+        let tamper: Option<&handover::Tamper> = Some(&corrupt_first_staged_page);
+        #[cfg(not(feature = "test-corrupt-staging"))]
+        let tamper = None;
+        handover::relocate(
+            layout,
+            &segments,
+            &Entry {
+                pc: image.start,
+                regs: [dtb_dest, 0, 0, 0],
+                el,
+                copy: opts.copy,
+                verify: opts.verify,
+                psci_stop: true,
+            },
+            &mut load,
+            tamper,
+        )
     }
 
     /// The `-kernel` item, which starts with the FDT magic, read whole into the highest free
@@ -432,29 +413,10 @@ mod firmware {
         h
     }
 
-    /// Maps all of RAM (the relocation writes anywhere in it) and switches to that map.
-    fn map_all_ram(ram: &Range<u64>) -> Result<(), BootError> {
-        let map = el1::map::build(
-            core::slice::from_ref(ram),
-            core::slice::from_ref(&board::RESIDENT),
-            &board::FLASH,
-            &board::DEVICES,
-        )?;
-        let root = map.root_address().0 as u64;
-        // The tables must outlive the EL1 stage; an active aarch64-paging map must never be
-        // dropped.
-        core::mem::forget(map);
-        // SAFETY: the new map covers everything the early one did (code, devices, the EL1
-        // stage's RAM) with the same attributes, so execution continues unchanged.
-        unsafe { el1::hypstub_el1_switch_tables(root, el1::map::TCR_EL1) };
-        info!("el1: all RAM mapped (tables at {root:#x})");
-        Ok(())
-    }
-
     #[cfg(feature = "test-corrupt-staging")]
     fn corrupt_first_staged_page(runs: &[Range<u64>], written: &mut alloc::vec::Vec<Range<u64>>) {
         let p = runs[0].start;
-        warn!("test hook: corrupting the staged byte at {p:#x} after planning");
+        log::warn!("test hook: corrupting the staged byte at {p:#x} after planning");
         // SAFETY: the first staging page of the payload, mapped as data.
         unsafe { (p as *mut u8).write_volatile(!(p as *const u8).read_volatile()) };
         written.push(p..p + 4096);
@@ -465,47 +427,6 @@ mod firmware {
             .into_iter()
             .find(|r| r.contains(&board::RAM_START))
             .ok_or(BootError::NoRam(board::RAM_START))
-    }
-
-    /// The point of no return: HVC_SOFT_RESTART runs the engine at EL2 with x0 = the block.
-    fn enter(h: Handoff) -> ! {
-        info!(
-            "payload: entering at EL{} through the engine{}",
-            h.el,
-            if h.el == 1 {
-                "; the stub stays at EL2"
-            } else {
-                ""
-            }
-        );
-        info!(
-            "reloc: HVC_SOFT_RESTART to the engine at {:#x} with the block at {:#x}",
-            h.engine, h.args
-        );
-        // SAFETY: the plan is checked and cleaned to PoC; the ranges are the DTB area and the
-        // EL1 stage's RAM, both mapped as data; on success this never returns.
-        let r = unsafe {
-            el1::hypstub_el1_soft_restart(
-                h.engine,
-                h.args,
-                board::DTB.start,
-                board::DTB.end,
-                board::EL1_RAM.start,
-                board::EL1_RAM.end,
-            )
-        };
-        // Only a refused call returns (the stub checks the entry).
-        error!(
-            "reloc: the stub refused HVC_SOFT_RESTART to {:#x} (x0 = {r:#x})",
-            h.engine
-        );
-        board::power_off()
-    }
-
-    fn stop_with(e: &BootError) -> ! {
-        error!("{e}");
-        error!("hypstub: stopping: nothing was loaded; fix the above and boot again");
-        board::power_off()
     }
 
     fn init_heap() {

@@ -28,20 +28,20 @@ mod firmware {
     use buddy_system_allocator::LockedHeap;
     use el2_stub::console::line;
     use el2_stub::regs::{self, CpuFeatures};
-    use hypstub_boards::boot::{copy_into, cpu_has_crc32, pa_bits, report_options, yes};
+    use hypstub_boards::boot::{pa_bits, report_options, yes};
     use hypstub_boards::console::ConsoleUart;
     use hypstub_boards::el1::cache::{Cache, CpuCache};
-    use hypstub_boards::el1::IdentityMemory;
     use hypstub_boards::error::BootError;
+    use hypstub_boards::handover::{self, Bytes, Entry, Handoff, Segment};
     use hypstub_boards::payload::{read_fit, Payload};
     use hypstub_boards::rpi4::{self as board, Rpi4, HYPSTUB_RPI4_SHARED as SHARED};
     use hypstub_boards::{console, demo, el1};
     use loader::dtfacts::{self, ConsoleKind};
     use loader::fdt::{Dtb, Edits, FDT_HEADER_SIZE, FDT_MAGIC};
     use loader::image::{self, ImageHeader};
-    use loader::options::{self, CopyMode, El};
-    use log::{error, info, LevelFilter};
-    use reloc::plan::{Finish, Layout, Planner};
+    use loader::options::{self, El};
+    use log::{info, LevelFilter};
+    use reloc::plan::Layout;
 
     el2_stub::platform!(Rpi4);
 
@@ -156,8 +156,10 @@ mod firmware {
             uart.base()
         );
         match boot(dtb) {
-            Ok(h) => enter(h),
-            Err(e) => stop_with(&e),
+            // The EL1 stage's RAM and its work area were written through the caches; the
+            // firmware's DTB and the FIT were only read.
+            Ok((h, work)) => handover::enter(&h, &board::EL1_RAM, &work, board::power_off),
+            Err(e) => handover::stop_with(&e, board::power_off),
         }
     }
 
@@ -215,16 +217,8 @@ mod firmware {
         })
     }
 
-    /// What the point of no return needs.
-    struct Handoff {
-        engine: u64,
-        args: u64,
-        el: u64,
-        work: Range<u64>,
-    }
-
     /// Everything before the point of no return.
-    fn boot(dtb_addr: u64) -> Result<Handoff, BootError> {
+    fn boot(dtb_addr: u64) -> Result<(Handoff, Range<u64>), BootError> {
         let freq = CNTFRQ_EL0.get();
         if freq == 0 {
             return Err(BootError::Board(
@@ -260,7 +254,12 @@ mod firmware {
 
         let image_end = (core::ptr::addr_of!(__image_end) as u64).next_multiple_of(4096);
         let code = board::IMAGE_BASE..image_end;
-        map_all_ram(&ram, &code)?;
+        handover::map_all_ram(
+            &ram,
+            core::slice::from_ref(&board::RESIDENT),
+            &code,
+            &board::DEVICES,
+        )?;
 
         // A bigger heap, in free RAM away from everything the firmware was given.
         let mut avoid = alloc::vec![0..board::EARLY_CODE.end, blob_range.clone()];
@@ -439,65 +438,47 @@ mod firmware {
             image.clone(),
         ];
         busy.extend(payload.source.iter().cloned());
-        let mut planner = Planner::new(
-            Layout {
-                ram: ram.clone(),
-                protected,
-                busy,
-                console: Some(uart.base() as u64),
-                console_mini_uart: matches!(uart, ConsoleUart::MiniUart(_)),
-                pa_bits: pa_bits(),
-            },
-            // SAFETY: the full map is active; the planner is the only user.
-            unsafe { IdentityMemory::new() },
-        )?;
-        let kernel_seg = planner.add_segment("payload", image.start..image.start + size)?;
-        let initrd_seg = match &initrd {
-            Some(r) => Some(planner.add_segment("initrd", r.clone())?),
-            None => None,
+        let layout = Layout {
+            ram: ram.clone(),
+            protected,
+            busy,
+            console: Some(uart.base() as u64),
+            console_mini_uart: matches!(uart, ConsoleUart::MiniUart(_)),
+            pa_bits: pa_bits(),
         };
-        let dtb_seg = planner.add_segment("dtb", dtb_dest..dtb_dest + dtb_len)?;
-        let runs = planner.stage()?;
-        let mut written: Vec<Range<u64>> = Vec::new();
-        // SAFETY: staging runs the planner allocated for this segment (and below).
-        unsafe { copy_into(&runs[kernel_seg], payload.kernel) };
-        written.extend(runs[kernel_seg].iter().cloned());
-        if let (Some(i), Some(bytes)) = (initrd_seg, payload.ramdisk) {
-            // SAFETY: as above.
-            unsafe { copy_into(&runs[i], bytes) };
-            written.extend(runs[i].iter().cloned());
+        let mut segments = alloc::vec![Segment {
+            name: "payload",
+            dest: image.start..image.start + size,
+            bytes: Bytes::Copy(payload.kernel),
+        }];
+        if let (Some(r), Some(bytes)) = (&initrd, payload.ramdisk) {
+            segments.push(Segment {
+                name: "initrd",
+                dest: r.clone(),
+                bytes: Bytes::Copy(bytes),
+            });
         }
-        // SAFETY: as above.
-        unsafe { copy_into(&runs[dtb_seg], dtb.as_bytes()) };
-        written.extend(runs[dtb_seg].iter().cloned());
-        let crc_hw = cpu_has_crc32();
-        let ready = planner.finish(Finish {
-            entry: image.start,
-            regs: [dtb_dest, 0, 0, 0],
-            el,
-            mmu: opts.copy == CopyMode::Mmu,
-            digests: opts.verify && crc_hw,
-            crc_hw,
-            psci_stop: false,
-            engine: reloc::engine::code(),
-        })?;
-        info!(
-            "reloc: {} bytes staged in {} pages; {} list pages, {} page-table pages; engine at {:#x}, argument block at {:#x}; copy with the MMU {}",
-            ready.bytes,
-            ready.staging_pages,
-            ready.list_pages,
-            ready.table_pages,
-            ready.engine_entry,
-            ready.args,
-            if opts.copy == CopyMode::Mmu { "and caches on" } else { "off" }
-        );
-        reloc::plan::clean_for_engine(&ready, &written, &mut CpuCache);
-        Ok(Handoff {
-            engine: ready.engine_entry,
-            args: ready.args,
-            el,
-            work,
-        })
+        segments.push(Segment {
+            name: "dtb",
+            dest: dtb_dest..dtb_dest + dtb_len,
+            bytes: Bytes::Copy(dtb.as_bytes()),
+        });
+        let handoff = handover::relocate(
+            layout,
+            &segments,
+            &Entry {
+                pc: image.start,
+                regs: [dtb_dest, 0, 0, 0],
+                el,
+                copy: opts.copy,
+                verify: opts.verify,
+                // No PSCI: the engine parks after reporting a failure.
+                psci_stop: false,
+            },
+            &mut |_, _| Ok(()),
+            None,
+        )?;
+        Ok((handoff, work))
     }
 
     /// Releases every secondary CPU from the firmware's spin table into the stub
@@ -583,64 +564,6 @@ mod firmware {
             .map(|r| alloc::format!("{:#x}..{:#x}", r.start, r.end))
             .collect::<Vec<_>>()
             .join(", ")
-    }
-
-    /// Maps all RAM banks (the relocation writes anywhere in them) and switches to that map.
-    fn map_all_ram(ram: &[Range<u64>], code: &Range<u64>) -> Result<(), BootError> {
-        let map = el1::map::build(
-            ram,
-            core::slice::from_ref(&board::RESIDENT),
-            code,
-            &board::DEVICES,
-        )?;
-        let root = map.root_address().0 as u64;
-        // The tables must outlive the EL1 stage; an active map must never be dropped.
-        core::mem::forget(map);
-        // SAFETY: the new map covers everything the early one did that is still used (code,
-        // devices, the EL1 stage's RAM, the DTB, the payload) with the same attributes.
-        unsafe { el1::hypstub_el1_switch_tables(root, el1::map::TCR_EL1) };
-        info!("el1: all RAM mapped (tables at {root:#x})");
-        Ok(())
-    }
-
-    /// The point of no return.
-    fn enter(h: Handoff) -> ! {
-        info!(
-            "payload: entering at EL{} through the engine{}",
-            h.el,
-            if h.el == 1 {
-                "; the stub stays at EL2"
-            } else {
-                ""
-            }
-        );
-        info!(
-            "reloc: HVC_SOFT_RESTART to the engine at {:#x} with the block at {:#x}",
-            h.engine, h.args
-        );
-        // SAFETY: the plan is checked and cleaned; the two ranges are the EL1 stage's RAM and
-        // its work area, both mapped as data; on success this never returns.
-        let r = unsafe {
-            el1::hypstub_el1_soft_restart(
-                h.engine,
-                h.args,
-                board::EL1_RAM.start,
-                board::EL1_RAM.end,
-                h.work.start,
-                h.work.end,
-            )
-        };
-        error!(
-            "reloc: the stub refused HVC_SOFT_RESTART to {:#x} (x0 = {r:#x})",
-            h.engine
-        );
-        board::power_off()
-    }
-
-    fn stop_with(e: &BootError) -> ! {
-        error!("{e}");
-        error!("hypstub: stopping: nothing was loaded; fix the above and boot again");
-        board::power_off()
     }
 
     fn init_heap(start: usize, size: usize) {
