@@ -44,7 +44,7 @@ mod firmware {
     // The board's entry points (each board binary assembles its own, so that one image
     // never carries another board's `_start`).
     core::arch::global_asm!(
-        include_str!("../qemu_virt/entry.S"),
+        concat!(include_str!("../ram_init.S"), include_str!("../qemu_virt/entry.S")),
         SCTLR_EL2_MMU_OFF = const el2_stub::regs::SCTLR_EL2_MMU_OFF,
         STACK_SIZE = const el2_stub::cpus::STACK_SIZE,
         RAM_START = const board::RAM_START,

@@ -47,7 +47,7 @@ mod firmware {
 
     // The board's entry points (each board binary assembles its own).
     core::arch::global_asm!(
-        include_str!("../rpi4/entry.S"),
+        concat!(include_str!("../ram_init.S"), include_str!("../rpi4/entry.S")),
         SCTLR_EL2_MMU_OFF = const el2_stub::regs::SCTLR_EL2_MMU_OFF,
         STACK_SIZE = const el2_stub::cpus::STACK_SIZE,
         MAX_CPUS = const el2_stub::cpus::MAX_CPUS,

@@ -21,29 +21,9 @@ _start:
     mov     x10, #{STACK_SIZE}
     add     x9, x9, x10
     mov     sp, x9
-    // Zero the stub's RAM and .bss, copy .data from flash, with plain aligned stores only
-    // (MMU off: this is Device memory).
-    ldr     x9, =__stub_bss_start
-    ldr     x10, =__stub_bss_end
-2:  cmp     x9, x10
-    b.hs    3f
-    stp     xzr, xzr, [x9], #16
-    b       2b
-3:  ldr     x9, =__bss_start
-    ldr     x10, =__bss_end
-4:  cmp     x9, x10
-    b.hs    5f
-    stp     xzr, xzr, [x9], #16
-    b       4b
-5:  ldr     x9, =__data_start
-    ldr     x10, =__data_end
-    ldr     x11, =__data_lma
-6:  cmp     x9, x10
-    b.hs    7f
-    ldp     x12, x13, [x11], #16
-    stp     x12, x13, [x9], #16
-    b       6b
-7:  mov     x0, x19
+    // Zero the stub's RAM and .bss, copy .data from flash.
+    init_ram
+    mov     x0, x19
     bl      qemu_virt_el2_main
 8:  wfe
     b       8b
@@ -61,3 +41,6 @@ qemu_virt_el1_entry:
     bl      qemu_virt_el1_main
 1:  wfe
     b       1b
+
+.purgem zero_ram
+.purgem init_ram

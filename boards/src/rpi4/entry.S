@@ -27,35 +27,10 @@ _start:
     mov     x10, #{STACK_SIZE}
     add     x9, x9, x10
     mov     sp, x9
-    // Zero the shared page, the stub's RAM and .bss, copy .data, with plain aligned stores
-    // only (MMU off: this is Device memory).
-    ldr     x9, =__shared_start
-    ldr     x10, =__shared_end
-2:  cmp     x9, x10
-    b.hs    3f
-    stp     xzr, xzr, [x9], #16
-    b       2b
-3:  ldr     x9, =__stub_bss_start
-    ldr     x10, =__stub_bss_end
-4:  cmp     x9, x10
-    b.hs    5f
-    stp     xzr, xzr, [x9], #16
-    b       4b
-5:  ldr     x9, =__bss_start
-    ldr     x10, =__bss_end
-6:  cmp     x9, x10
-    b.hs    7f
-    stp     xzr, xzr, [x9], #16
-    b       6b
-7:  ldr     x9, =__data_start
-    ldr     x10, =__data_end
-    ldr     x11, =__data_lma
-8:  cmp     x9, x10
-    b.hs    10f
-    ldp     x12, x13, [x11], #16
-    stp     x12, x13, [x9], #16
-    b       8b
-10: mov     x0, x19
+    // Zero the shared page, the stub's RAM and .bss, copy .data.
+    zero_ram __shared_start, __shared_end
+    init_ram
+    mov     x0, x19
     mov     x1, x20
     bl      rpi4_el2_main
 9:  wfe
@@ -127,3 +102,6 @@ rpi4_park:
     mov     x2, xzr
     mov     x3, xzr
     br      x4
+
+.purgem zero_ram
+.purgem init_ram
