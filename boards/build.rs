@@ -14,5 +14,9 @@ fn main() {
             "cargo:rustc-link-arg-bin=qemu-virt=-T{}",
             linker.join("qemu-virt.ld").display()
         );
+        println!(
+            "cargo:rustc-link-arg-bin=rpi4-armstub=-T{}",
+            linker.join("rpi4-armstub.ld").display()
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use xtask::armstub;
 use xtask::assets::{self, LinuxAssets};
 use xtask::image::{self, Board, BuildOptions, Payload, Variant};
 use xtask::qemu::{self, Qemu};
@@ -79,6 +80,22 @@ pub fn firmware() -> &'static Path {
     built(&IMAGE, "qemu-virt firmware", |opts| {
         image::build_firmware(Board::QemuVirt, opts)
     })
+}
+
+/// The Raspberry Pi 4 armstub, built in release mode and checked against the handshake
+/// layout (`xtask::armstub::check`): its ELF is QEMU raspi4b's `-kernel`.
+pub fn rpi4_armstub() -> &'static image::Built {
+    static BUILT: OnceLock<Result<image::Built, String>> = OnceLock::new();
+    let opts = BuildOptions {
+        quiet: true,
+        ..BuildOptions::default()
+    };
+    match BUILT.get_or_init(|| {
+        image::build_firmware(Board::Rpi4Armstub, opts).map_err(|e| format!("{e:#}"))
+    }) {
+        Ok(built) => built,
+        Err(e) => panic!("building the rpi4-armstub failed: {e}"),
+    }
 }
 
 /// The ABI client payload image (`-kernel`).
@@ -166,6 +183,31 @@ pub fn boot_within(name: &str, run: &QemuRun, timeout: Duration) -> Boot {
         xtask::display_command(&run.captured_command(qemu))
     );
     match run.run_captured(qemu, &capture) {
+        Ok(outcome) => Boot {
+            name: name.to_owned(),
+            outcome,
+        },
+        Err(e) => panic!("{name}: {e}"),
+    }
+}
+
+/// Boots QEMU raspi4b through the armstub, until `stop_at` appears on the PL011 (raspi4b
+/// cannot power off the way Linux asks it to) or `timeout` passes (then it panics with the
+/// log). `name` labels the echoed log lines.
+pub fn boot_raspi4b(
+    name: &str,
+    machine: &armstub::Raspi4b,
+    stop_at: &str,
+    timeout: Duration,
+) -> Boot {
+    let cmd = machine.command(qemu());
+    let capture = Capture {
+        stop_at: Some(stop_at.to_owned()),
+        echo_prefix: Some(format!("[{name}] ")),
+        ..Capture::with_timeout(timeout)
+    };
+    eprintln!("[{name}] $ {}", xtask::display_command(&cmd));
+    match QemuRun::run_command_captured(cmd, &capture) {
         Ok(outcome) => Boot {
             name: name.to_owned(),
             outcome,

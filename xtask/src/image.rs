@@ -24,16 +24,19 @@ pub const TARGET: &str = "aarch64-unknown-none-softfloat";
 pub enum Board {
     /// QEMU `-M virt,virtualization=on`: the image is a `-bios` flash image.
     QemuVirt,
+    /// The Raspberry Pi 4's armstub (`armstub=` in config.txt; [`crate::armstub`]).
+    Rpi4Armstub,
 }
 
 impl Board {
     /// Every board that can be built today.
-    pub const ALL: [Board; 1] = [Board::QemuVirt];
+    pub const ALL: [Board; 2] = [Board::QemuVirt, Board::Rpi4Armstub];
 
     /// The name used on the command line and under `target/hypstub/`.
     pub fn name(self) -> &'static str {
         match self {
             Board::QemuVirt => "qemu-virt",
+            Board::Rpi4Armstub => "rpi4-armstub",
         }
     }
 
@@ -41,6 +44,7 @@ impl Board {
     pub fn bin(self) -> &'static str {
         match self {
             Board::QemuVirt => "qemu-virt",
+            Board::Rpi4Armstub => "rpi4-armstub",
         }
     }
 
@@ -48,6 +52,7 @@ impl Board {
     pub fn image_path(self) -> PathBuf {
         match self {
             Board::QemuVirt => output_dir().join("qemu-virt").join("hypstub.bin"),
+            Board::Rpi4Armstub => crate::armstub::image_path(),
         }
     }
 }
@@ -279,7 +284,11 @@ impl Built {
 /// Builds a board's firmware and writes its raw image ([`Board::image_path`]).
 pub fn build_firmware(board: Board, opts: BuildOptions) -> anyhow::Result<Built> {
     let elf = cargo_build(&CargoBuild::new("hypstub-boards", board.bin()), opts)?;
-    finish(elf, board.image_path(), opts)
+    let built = finish(elf, board.image_path(), opts)?;
+    if board == Board::Rpi4Armstub {
+        crate::armstub::check(&built)?;
+    }
+    Ok(built)
 }
 
 /// Builds a board's firmware with a test-only feature, in the variant's own target
@@ -289,6 +298,9 @@ pub fn build_firmware_variant(
     variant: Variant,
     opts: BuildOptions,
 ) -> anyhow::Result<Built> {
+    if board == Board::Rpi4Armstub {
+        bail!("the rpi4-armstub has no test variants");
+    }
     let spec = CargoBuild {
         features: vec![variant.feature()],
         target_dir: Some(variant.target_dir()),
@@ -472,6 +484,10 @@ mod tests {
         assert!(Board::QemuVirt
             .image_path()
             .ends_with("hypstub/qemu-virt/hypstub.bin"));
+        assert!(Board::Rpi4Armstub
+            .image_path()
+            .ends_with("hypstub/rpi4/armstub8-hypstub.bin"));
+        assert_eq!("rpi4-armstub".parse::<Board>(), Ok(Board::Rpi4Armstub));
         assert!(Payload::AbiClient
             .image_path()
             .ends_with("hypstub/abi-client.bin"));

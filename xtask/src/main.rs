@@ -30,8 +30,10 @@ enum Cmd {
     /// Build a board's firmware image; prints its size, then its path as the last line.
     ///
     /// qemu-virt: target/hypstub/qemu-virt/hypstub.bin, a flash image for QEMU's `-bios`.
+    /// rpi4-armstub: target/hypstub/rpi4/armstub8-hypstub.bin, for `armstub=` in the Pi 4's
+    /// config.txt (docs/armstub.md).
     Build {
-        /// The board (known: qemu-virt).
+        /// The board (known: qemu-virt, rpi4-armstub).
         #[arg(long, default_value = "qemu-virt")]
         board: Board,
         /// Build with the dev profile instead of --release.

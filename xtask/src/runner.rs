@@ -225,7 +225,15 @@ impl QemuRun {
     /// appears in the log (QEMU is then killed), or `capture.timeout` passes (QEMU is
     /// killed and the error holds the log so far).
     pub fn run_captured(&self, qemu: &Qemu, capture: &Capture) -> Result<RunOutcome, RunError> {
-        let mut cmd = self.captured_command(qemu);
+        Self::run_command_captured(self.captured_command(qemu), capture)
+    }
+
+    /// Runs any QEMU command (another machine than `virt`, its serial console on stdout)
+    /// the way [`QemuRun::run_captured`] runs this one.
+    pub fn run_command_captured(
+        mut cmd: Command,
+        capture: &Capture,
+    ) -> Result<RunOutcome, RunError> {
         let command = display_command(&cmd);
         let start = Instant::now();
         let mut child = cmd
