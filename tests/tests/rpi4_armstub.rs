@@ -33,10 +33,10 @@ const INITRD_AT: u64 = 0x0410_0000;
 /// RAM as QEMU's raspi4b describes it with 2 GiB when it edits a DTB itself: below the
 /// VideoCore's 64 MiB at the top of the first GiB, and the second GiB.
 const RAM: [Range<u64>; 2] = [0..0x3c00_0000, 0x4000_0000..0x8000_0000];
-/// Nodes of Debian's Pi 4 DTB that QEMU does not emulate well enough for Linux 6.1:
-/// the first three hang or fail the boot (docs/armstub.md), the other four are the ones
-/// QEMU removes itself when it loads a DTB (hw/arm/raspi4b.c), which it does not here.
-/// A real Pi needs none of this.
+/// Nodes of Debian's Pi 4 DTB that QEMU does not emulate well enough for Linux 6.1: the
+/// first three fail the boot (with the first enabled, `brcmstb_l2_driver_init` faults and
+/// init dies), the other four are the ones QEMU removes itself when it loads a DTB
+/// (hw/arm/raspi4b.c), which it does not for an ELF. A real Pi needs none of this.
 const QEMU_DISABLED: [&str; 7] = [
     "/soc/interrupt-controller@7ef00100",
     "/soc/i2c@7ef04500",
