@@ -53,7 +53,7 @@ mod layout {
     reason = "used by the assembly on the bare-metal target only"
 )]
 mod regs {
-    /// SCR_EL3 (Arm ARM D19.2): NS (bit 0), RES1 bits 4 and 5, SMD (bit 7: SMC is UNDEFINED,
+    /// SCR_EL3 (Arm ARM, SCR_EL3): NS (bit 0), RES1 bits 4 and 5, SMD (bit 7: SMC is UNDEFINED,
     /// there is no secure monitor and no PSCI), HCE (bit 8: HVC enabled), RW (bit 10: the
     /// lower ELs are AArch64).
     pub const SCR_EL3: u64 = (1 << 0) | (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 10);

@@ -46,13 +46,13 @@ stub_version:
 armstub_el3:
     // Every core, at EL3 with the MMU off.
     // No traps to EL3 from FP/SIMD (CPTR_EL3.TFP), trace (TTA) or CPACR/CPTR writes (TCPAC)
-    // (Arm ARM D19.2, CPTR_EL3): there is no EL3 vector table to take them.
+    // (Arm ARM, CPTR_EL3): there is no EL3 vector table to take them.
     msr     cptr_el3, xzr
     // No traps of debug and PMU registers to EL3 (MDCR_EL3 resets to an UNKNOWN value in
-    // the architecture; Arm ARM D19.3, MDCR_EL3).
+    // the architecture; Arm ARM, MDCR_EL3).
     msr     mdcr_el3, xzr
     // Lower ELs non-secure, AArch64, HVC enabled, SMC disabled (UNDEFINED: no PSCI here),
-    // RES1 bits 5:4 (Arm ARM D19.2, SCR_EL3).
+    // RES1 bits 5:4 (Arm ARM, SCR_EL3).
     mov     x0, #{SCR_EL3}
     msr     scr_el3, x0
     // Let EL2 reach the IMPDEF CPUACTLR, CPUECTLR, L2CTLR, L2ECTLR and L2ACTLR (Cortex-A72
@@ -65,13 +65,13 @@ armstub_el3:
     orr     x0, x0, #{CPUECTLR_SMPEN}
     msr     S3_1_C15_C2_1, x0
     // The counter's frequency as the firmware clocks it: the BCM2711's 54 MHz crystal
-    // (writable only at the highest EL; Arm ARM D19.12, CNTFRQ_EL0). Every core must agree.
+    // (writable only at the highest EL; Arm ARM, CNTFRQ_EL0). Every core must agree.
     ldr     x0, ={CNTFRQ_HZ}
     msr     cntfrq_el0, x0
     // booting.rst: "CNTVOFF_EL2 must be programmed with a consistent value on all CPUs".
     msr     cntvoff_el2, xzr
     // SCTLR_EL2 resets to an UNKNOWN value: define it, RES1 bits set, MMU and caches off,
-    // little-endian (Arm ARM D19.2, SCTLR_EL2), as booting.rst wants EL2 for the kernel.
+    // little-endian (Arm ARM, SCTLR_EL2), as booting.rst wants EL2 for the kernel.
     ldr     x0, ={SCTLR_EL2}
     msr     sctlr_el2, x0
 
@@ -109,8 +109,8 @@ boot_core_el3:
     mov     w1, #{LOCAL_PRESCALER_1_1}
     str     w1, [x0, #8]
     // GIC-400 distributor, secure side (GICv2 Architecture Specification 4.3.1 GICD_CTLR,
-    // 4.3.4 GICD_IGROUPRn; GIC-400 TRM 3.2): every SPI to group 1, the non-secure group,
-    // so that Linux owns them all; then forward both groups.
+    // 4.3.4 GICD_IGROUPRn): every SPI to group 1, the non-secure group, so that Linux owns
+    // them all; then forward both groups.
     ldr     x0, ={GICD}
     ldr     w1, [x0, #{GICD_TYPER}]
     tbz     w1, #{GICD_TYPER_SECURITY_EXTN}, 4f
@@ -171,8 +171,8 @@ secondary:
     adr     x5, spin_cpu0
     add     x5, x5, x19, lsl #3
     // booting.rst spin-table: wait in wfe until the word is non-zero, then jump there. With
-    // the MMU off every data access is Device-nGnRnE (Arm ARM D8.2, "The effects of disabling
-    // an address translation stage"), never cached, so a plain aligned 64-bit load reads
+    // the MMU off every data access is Device-nGnRnE (Arm ARM, "The effects of disabling an
+    // address translation stage"), never cached, so a plain aligned 64-bit load reads
     // memory, and Linux cleans the word to the Point of Coherency and issues sev after
     // writing it (arch/arm64/kernel/smp_spin_table.c).
     // spin_cpu3 still holds the magic and version if the firmware did not clear it (a
