@@ -54,13 +54,13 @@ const BOOTARGS: &str =
 /// What the armstub prints when the handshake is missing.
 const NO_HANDSHAKE: &str = "hypstub armstub: no kernel entry or DTB address from the firmware";
 
-/// The Linux boot's files under `target/hypstub/rpi4-armstub-test/`: the kernel Image
-/// (Debian's `vmlinuz` as it is, or decompressed if it is gzip), the edited DTB, the
-/// initramfs, and the initramfs's size.
-fn linux_files(assets: &LinuxAssets) -> (PathBuf, PathBuf, u64) {
+/// The Linux boot's kernel Image (Debian's `vmlinuz` as it is, or decompressed to
+/// `target/hypstub/rpi4-armstub-test/<name>.Image` if it is gzip) and edited DTB (there, as
+/// `<name>.dtb`: each test writes its own files, as tests run in parallel).
+fn linux_files(name: &str, assets: &LinuxAssets) -> (PathBuf, PathBuf) {
     let dir = xtask::output_dir().join("rpi4-armstub-test");
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-    let kernel = kernel_image(&assets.kernel, &dir);
+    let kernel = kernel_image(&assets.kernel, &dir.join(format!("{name}.Image")));
     let initrd_size = fs::metadata(&assets.initramfs)
         .unwrap_or_else(|e| panic!("{}: {e}", assets.initramfs.display()))
         .len();
@@ -71,23 +71,22 @@ fn linux_files(assets: &LinuxAssets) -> (PathBuf, PathBuf, u64) {
         );
     };
     let dtb = qemu_dtb(pi_dtb, INITRD_AT..INITRD_AT + initrd_size);
-    let dtb_path = dir.join("bcm2711-rpi-4-b-qemu.dtb");
+    let dtb_path = dir.join(format!("{name}.dtb"));
     fs::write(&dtb_path, dtb).unwrap_or_else(|e| panic!("{}: {e}", dtb_path.display()));
-    (kernel, dtb_path, initrd_size)
+    (kernel, dtb_path)
 }
 
 /// The kernel as an arm64 Image: Debian 12's `vmlinuz` already is one (with an EFI stub);
-/// a gzip-compressed one is decompressed into `dir`, as the Pi's firmware would.
-fn kernel_image(vmlinuz: &Path, dir: &Path) -> PathBuf {
+/// a gzip-compressed one is decompressed to `unzipped`, as the Pi's firmware would.
+fn kernel_image(vmlinuz: &Path, unzipped: &Path) -> PathBuf {
     let bytes = fs::read(vmlinuz).unwrap_or_else(|e| panic!("{}: {e}", vmlinuz.display()));
     let image = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&bytes[..])
             .read_to_end(&mut out)
             .unwrap_or_else(|e| panic!("decompressing {}: {e}", vmlinuz.display()));
-        let path = dir.join("Image");
-        fs::write(&path, &out).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        (out, path)
+        fs::write(unzipped, &out).unwrap_or_else(|e| panic!("{}: {e}", unzipped.display()));
+        (out, unzipped.to_owned())
     } else {
         (bytes, vmlinuz.to_owned())
     };
@@ -132,7 +131,7 @@ fn machine() -> Raspi4b {
 /// Boots Linux through the armstub and checks what every such boot must show.
 fn boot_linux(name: &str, gic_security_extensions: bool) {
     let assets = linux_assets();
-    let (kernel, dtb, _) = linux_files(assets);
+    let (kernel, dtb) = linux_files(name, assets);
     let mut m = machine();
     m.gic_security_extensions = gic_security_extensions;
     m.files = vec![
