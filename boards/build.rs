@@ -15,6 +15,10 @@ fn main() {
             linker.join("qemu-virt.ld").display()
         );
         println!(
+            "cargo:rustc-link-arg-bin=rpi4=-T{}",
+            linker.join("rpi4.ld").display()
+        );
+        println!(
             "cargo:rustc-link-arg-bin=rpi4-armstub=-T{}",
             linker.join("rpi4-armstub.ld").display()
         );

@@ -1,6 +1,6 @@
-//! The console: the `log` crate over a PL011 (`arm-pl011-uart`), each line timestamped from
-//! the generic counter, plus a lock-free writer for the paths that may not take a lock (the
-//! EL2 stub with its MMU off, fault reports).
+//! The console: the `log` crate over a PL011 (`arm-pl011-uart`) or a BCM2835 mini-UART, each
+//! line timestamped from the generic counter, plus a lock-free writer for the paths that may
+//! not take a lock (the EL2 stub with its MMU off, fault reports).
 
 use core::fmt::Write;
 use core::ptr::NonNull;
@@ -48,8 +48,106 @@ unsafe fn pl011_put(base: usize, b: u8) {
     }
 }
 
+/// Mini-UART register offsets from AUX_MU_IO (BCM2711 ARM Peripherals, 11.5): the DTB's
+/// `reg` of a `brcm,bcm2835-aux-uart` starts at AUX_MU_IO.
+const AUX_MU_LSR: usize = 0x14;
+/// AUX_MU_LSR bit 5: the transmit FIFO can accept at least one byte.
+const AUX_MU_LSR_TX_EMPTY: u32 = 1 << 5;
+
+/// Writes `s` to the BCM2835 auxiliary mini-UART whose AUX_MU_IO register is at `base`, byte
+/// by byte, waiting for room. The Pi firmware has set its baud rate (`enable_uart=1`); this
+/// only transmits. Lock-free, like [`pl011_write_raw`].
+///
+/// # Safety
+/// `base` must be a mini-UART's AUX_MU_IO register, mapped as Device memory (or the MMU off),
+/// and nothing else may be reconfiguring that UART.
+pub unsafe fn mini_uart_write_raw(base: usize, s: &str) {
+    for b in s.bytes() {
+        if b == b'\n' {
+            // SAFETY: forwarded from the caller.
+            unsafe { mini_uart_put(base, b'\r') };
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { mini_uart_put(base, b) };
+    }
+}
+
+/// # Safety
+/// As [`mini_uart_write_raw`].
+unsafe fn mini_uart_put(base: usize, b: u8) {
+    let lsr = (base + AUX_MU_LSR) as *const u32;
+    let io = base as *mut u32;
+    // A mini-UART the firmware did not enable (no `enable_uart=1`) may never report room:
+    // give up on the byte after a bounded wait rather than hang the boot on a console.
+    let mut tries = 1_000_000u32;
+    // SAFETY: the caller guarantees these are the mini-UART's LSR and IO registers.
+    unsafe {
+        while lsr.read_volatile() & AUX_MU_LSR_TX_EMPTY == 0 {
+            tries -= 1;
+            if tries == 0 {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        io.write_volatile(u32::from(b));
+    }
+}
+
+/// A console UART and where its registers are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleUart {
+    /// An Arm PL011 at this address.
+    Pl011(usize),
+    /// A BCM2835 mini-UART with AUX_MU_IO at this address.
+    MiniUart(usize),
+}
+
+impl ConsoleUart {
+    /// The address of its registers.
+    #[must_use]
+    pub fn base(self) -> usize {
+        match self {
+            Self::Pl011(b) | Self::MiniUart(b) => b,
+        }
+    }
+
+    /// Writes `s` without a lock ([`pl011_write_raw`], [`mini_uart_write_raw`]).
+    ///
+    /// # Safety
+    /// As those functions.
+    pub unsafe fn write_raw(self, s: &str) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match self {
+                Self::Pl011(b) => pl011_write_raw(b, s),
+                Self::MiniUart(b) => mini_uart_write_raw(b, s),
+            }
+        }
+    }
+}
+
+/// What the logger writes to.
+enum Sink {
+    Pl011(Uart<'static>),
+    MiniUart(usize),
+}
+
+impl Write for Sink {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        match self {
+            Self::Pl011(u) => u.write_str(s),
+            Self::MiniUart(base) => {
+                // SAFETY: `init`'s caller guaranteed a mapped mini-UART that only the logger
+                // (and lock-free whole-line writers) use.
+                unsafe { mini_uart_write_raw(*base, s) };
+                Ok(())
+            }
+        }
+    }
+}
+
 struct Logger {
-    uart: SpinMutex<Uart<'static>>,
+    uart: SpinMutex<Sink>,
 }
 
 impl Log for Logger {
@@ -96,12 +194,31 @@ static LOGGER: Once<Logger> = Once::new();
 /// `base` must be the address of a PL011's registers, mapped as Device memory, and no other
 /// code may take ownership of that UART.
 pub unsafe fn init(base: usize, level: LevelFilter) {
+    // SAFETY: forwarded from the caller.
+    unsafe { init_on(ConsoleUart::Pl011(base), level) }
+}
+
+/// Starts the logger on `uart`, at `level`. Call once, at EL1 with the MMU and caches on (the
+/// logger's lock uses exclusive accesses).
+///
+/// # Safety
+/// `uart` must name a UART of that kind, mapped as Device memory, that no other code takes
+/// ownership of.
+pub unsafe fn init_on(uart: ConsoleUart, level: LevelFilter) {
     let logger = LOGGER.call_once(|| {
-        // SAFETY: the caller guarantees `base` is a mapped PL011 that nothing else owns.
-        let regs =
-            unsafe { UniqueMmioPointer::new(NonNull::new_unchecked(base as *mut PL011Registers)) };
+        let sink = match uart {
+            ConsoleUart::Pl011(base) => {
+                // SAFETY: the caller guarantees `base` is a mapped PL011 that nothing else
+                // owns.
+                let regs = unsafe {
+                    UniqueMmioPointer::new(NonNull::new_unchecked(base as *mut PL011Registers))
+                };
+                Sink::Pl011(Uart::new(regs))
+            }
+            ConsoleUart::MiniUart(base) => Sink::MiniUart(base),
+        };
         Logger {
-            uart: SpinMutex::new(Uart::new(regs)),
+            uart: SpinMutex::new(sink),
         }
     });
     // A second call finds the logger already set; nothing to do then.

@@ -17,6 +17,37 @@ pub enum BootError {
     /// The payload cannot be placed in RAM.
     #[error("payload: {0}")]
     Place(#[from] loader::image::PlaceError),
+    /// The DTB does not describe what the board needs (RAM, console, CPUs, reservations).
+    #[error("DTB: {0}")]
+    Dt(#[from] loader::dtfacts::DtError),
+    /// The payload FIT is malformed, incomplete or fails its hashes.
+    #[error("fit: {0}")]
+    Fit(#[from] loader::fit::FitError),
+    /// The FIT given as `-kernel` is larger than the free RAM (QEMU virt).
+    #[error("fit: the FIT given as -kernel is {size} bytes; no free range of RAM {:#x}..{:#x} above the firmware's holds it (give the machine more RAM, -m)", ram.start, ram.end)]
+    FitTooLarge {
+        /// The FIT's size.
+        size: u64,
+        /// The RAM.
+        ram: core::ops::Range<u64>,
+    },
+    /// The FIT has a ramdisk and QEMU was given an `-initrd` too (QEMU virt).
+    #[error("fit: the FIT given as -kernel has a ramdisk, and QEMU was also given -initrd ({initrd} bytes): pass the initrd once, in the FIT or with -initrd")]
+    FitAndInitrd {
+        /// The size of the `-initrd` file.
+        initrd: u32,
+    },
+    /// The FIT's DTB does not fit where the firmware edits the DTB (QEMU virt).
+    #[error("fit: the FIT's fdt is {size} bytes, more than the {room}-byte DTB area where the firmware edits it")]
+    FitFdtTooLarge {
+        /// The fdt's size.
+        size: usize,
+        /// The room.
+        room: usize,
+    },
+    /// A board-specific problem, described in full.
+    #[error("{0}")]
+    Board(alloc::string::String),
     /// The DTB is malformed or cannot take the edits.
     #[error("DTB: {0}")]
     Fdt(#[from] loader::fdt::FdtError),

@@ -1,7 +1,7 @@
 //! hypstub's boards: for each board its memory map, console, early translation tables,
 //! the stub's platform hooks and where payloads come from; plus what every board's EL1
-//! stage shares (`el1`, `console`, `demo`). Each board's firmware `main` is a binary in
-//! `src/bin/`, reading as the boot story.
+//! stage shares (`el1`, `console`, `demo`, `boot`, `payload`: the parts of a FIT, checked).
+//! Each board's firmware `main` is a binary in `src/bin/`, reading as the boot story.
 //!
 //! Depends on `el2-stub` (the EL2 stub), `loader` (payload formats, options, DTB edits) and
 //! `reloc`; nothing depends on it.
@@ -10,9 +10,14 @@
 
 extern crate alloc;
 
+pub mod boot;
 pub mod console;
 #[cfg(target_arch = "aarch64")]
 pub mod demo;
 pub mod el1;
 pub mod error;
+#[cfg(target_arch = "aarch64")]
+pub mod handover;
+pub mod payload;
 pub mod qemu_virt;
+pub mod rpi4;

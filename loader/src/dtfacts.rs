@@ -306,6 +306,39 @@ pub fn console(fdt: &Fdt<'_>) -> Result<Console, DtError> {
     Ok(Console { path, base, kind })
 }
 
+/// Memory the DTB says is reserved: every `/memreserve/` entry of the header, then the
+/// `reg` ranges of each available child of `/reserved-memory` (read with that node's
+/// `#address-cells`/`#size-cells`), empty ranges left out. A firmware must neither load into
+/// these nor let a relocation write over them (on a Pi 4, the first is page 0 with the spin
+/// table).
+///
+/// # Errors
+/// A reservation or `reg` that runs past 64 bits, or malformed cells.
+pub fn reserved(fdt: &Fdt<'_>) -> Result<Vec<Range<u64>>, DtError> {
+    let mut out = Vec::new();
+    for r in fdt.memory_reservations() {
+        if r.size() > 0 {
+            out.push(r.address()..end("/memreserve/", r.address(), r.size())?);
+        }
+    }
+    if let Some(node) = fdt.find_node("/reserved-memory") {
+        let address_cells = cells(&node, "/reserved-memory", "#address-cells", 2)?;
+        let size_cells = cells(&node, "/reserved-memory", "#size-cells", 1)?;
+        for child in node.children() {
+            if status(&child).is_some() || child.property("reg").is_none() {
+                continue;
+            }
+            let path = format!("/reserved-memory/{}", child.name());
+            for (base, size) in reg(&child, &path, address_cells, size_cells)? {
+                if size > 0 {
+                    out.push(base..end(&path, base, size)?);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// How each CPU under `/cpus` is started, in DTB order: its MPIDR (the
 /// `reg`, read with `/cpus`' `#address-cells`) and, for `enable-method =
 /// "spin-table"`, its `cpu-release-addr` (Documentation/arch/arm64/booting.rst

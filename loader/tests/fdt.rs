@@ -502,3 +502,79 @@ fn disables_a_node_and_ignores_a_missing_one() {
     let status = flash.property("status").expect("status added");
     assert_eq!(status.value(), b"disabled\0");
 }
+
+#[test]
+fn property_u64_rewrites_a_nested_node_and_names_a_missing_one() {
+    let mut buf = QEMU_VIRT.to_vec();
+    let mut dtb = Dtb::new(&mut buf).unwrap();
+    let cpu = "/cpus/cpu@1";
+    dtb.apply(&Edits::new().property_u64(cpu, "cpu-release-addr", 0x1008))
+        .unwrap();
+    let fdt = dtb.fdt();
+    let node = fdt.find_node(cpu).unwrap();
+    assert_eq!(
+        node.property("cpu-release-addr").unwrap().value(),
+        0x1008u64.to_be_bytes()
+    );
+    let err = dtb
+        .apply(&Edits::new().property_u64("/cpus/cpu@99", "cpu-release-addr", 1))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "DTB has no node /cpus/cpu@99 to edit");
+}
+
+#[test]
+fn disables_nodes_by_full_path() {
+    let mut buf = QEMU_VIRT.to_vec();
+    let mut dtb = Dtb::new(&mut buf).unwrap();
+    // QEMU virt's PL011 lives at /pl011@9000000; a path that stops one level short of an
+    // existing node, and one under a missing parent, change nothing.
+    dtb.apply(
+        &Edits::new()
+            .disable("/pl011@9000000")
+            .disable("/no-such-bus/pl011@9000000")
+            .disable("/flash@0/nothing"),
+    )
+    .unwrap();
+    let status = |path: &str| {
+        dtb.fdt()
+            .find_node(path)
+            .and_then(|n| n.property("status").map(|p| p.value().to_vec()))
+    };
+    assert_eq!(
+        status("/pl011@9000000").as_deref(),
+        Some(&b"disabled\0"[..])
+    );
+    assert_eq!(status("/flash@0"), None);
+    assert!(dtb.fdt().find_node("/no-such-bus").is_none());
+}
+
+#[test]
+fn sets_stdout_path() {
+    let mut buf = QEMU_VIRT.to_vec();
+    let mut dtb = Dtb::new(&mut buf).unwrap();
+    // QEMU virt names its console by path.
+    assert_eq!(dtb.stdout_path(), Ok(Some("/pl011@9000000")));
+    dtb.apply(&Edits::new().stdout_path("serial0:115200n8").bootargs("x"))
+        .unwrap();
+    assert_eq!(dtb.stdout_path(), Ok(Some("serial0:115200n8")));
+    assert_eq!(dtb.bootargs(), Ok(Some("x")));
+
+    // A tree without /chosen gets one.
+    let mut buf = DeviceTree::new().to_dtb();
+    buf.resize(buf.len() + 256, 0);
+    let mut dtb = Dtb::new(&mut buf).unwrap();
+    assert_eq!(dtb.stdout_path(), Ok(None));
+    dtb.apply(&Edits::new().stdout_path("serial1:115200n8"))
+        .unwrap();
+    assert_eq!(dtb.stdout_path(), Ok(Some("serial1:115200n8")));
+
+    // A NUL is refused and changes nothing.
+    let before = buf.clone();
+    let mut dtb = Dtb::new(&mut buf).unwrap();
+    let err = dtb
+        .apply(&Edits::new().stdout_path("serial0\0junk"))
+        .unwrap_err();
+    assert_eq!(err, FdtError::StdoutPathNul { offset: 7 });
+    assert!(err.to_string().contains("stdout-path"), "{err}");
+    assert_eq!(buf, before);
+}

@@ -17,8 +17,12 @@ use thiserror::Error;
 
 /// `magic`: "HYPRELOC" as little-endian bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"HYPRELOC");
-/// The version this crate writes and checks.
-pub const VERSION: u32 = 1;
+/// The version this crate writes. Version 2 is version 1 (same fields, same size) plus the
+/// meaning of [`FLAG_CONSOLE_MINI_UART`]; the engine accepts both and ignores that bit in a
+/// version-1 block.
+pub const VERSION: u32 = 2;
+/// The oldest version the engine accepts.
+pub const VERSION_MIN: u32 = 1;
 /// `size` of a version-1 block, in bytes (0x80).
 pub const SIZE_V1: u32 = size_of::<ArgBlock>() as u32;
 
@@ -29,6 +33,9 @@ pub const FLAG_MMU: u64 = 1 << 0;
 /// fault) the engine powers the machine off with PSCI SYSTEM_OFF through `smc #0`; when clear
 /// it parks the CPU.
 pub const FLAG_PSCI_STOP: u64 = 1 << 1;
+/// `flags` bit 2 (version 2): `console` is a BCM2835 auxiliary mini-UART (its AUX_MU_IO
+/// register; AUX_MU_LSR at +0x14), as on the Raspberry Pi 4; when clear it is a PL011.
+pub const FLAG_CONSOLE_MINI_UART: u64 = 1 << 2;
 
 /// The relocation argument block, version 1 (docs/reloc-args.md has the table of fields).
 #[repr(C)]
@@ -49,7 +56,7 @@ pub struct ArgBlock {
     pub regs: [u64; 4],
     /// The exception level the payload is entered at: 1 or 2.
     pub el: u64,
-    /// [`FLAG_MMU`], [`FLAG_PSCI_STOP`]; other bits are 0.
+    /// [`FLAG_MMU`], [`FLAG_PSCI_STOP`], [`FLAG_CONSOLE_MINI_UART`]; other bits are 0.
     pub flags: u64,
     /// TTBR0_EL2 for the copy (the root of the EL2 identity map), or 0 without [`FLAG_MMU`].
     pub ttbr0: u64,
@@ -57,7 +64,8 @@ pub struct ArgBlock {
     pub tcr: u64,
     /// MAIR_EL2 for the copy, or 0 without [`FLAG_MMU`].
     pub mair: u64,
-    /// Physical address of a PL011 the engine may print on; 0 = silent.
+    /// Physical address of the UART the engine may print on (a PL011, or a mini-UART with
+    /// [`FLAG_CONSOLE_MINI_UART`]); 0 = silent.
     pub console: u64,
     /// Physical address of `digest_count` [`Digest`]s, or 0.
     pub digests: u64,
@@ -285,7 +293,7 @@ pub fn validate(block: &ArgBlock) -> Result<(), ArgError> {
     if block.magic != MAGIC {
         return Err(ArgError::BadMagic { found: block.magic });
     }
-    if block.version != VERSION {
+    if !(VERSION_MIN..=VERSION).contains(&block.version) {
         return Err(ArgError::BadVersion {
             found: block.version,
         });
@@ -374,10 +382,10 @@ mod tests {
             ),
             (
                 ArgBlock {
-                    version: 2,
+                    version: 3,
                     ..good()
                 },
-                ArgError::BadVersion { found: 2 },
+                ArgError::BadVersion { found: 3 },
             ),
             (
                 ArgBlock {
@@ -417,6 +425,20 @@ mod tests {
     }
 
     #[test]
+    fn version_1_blocks_are_still_accepted() {
+        let b = ArgBlock {
+            version: 1,
+            ..good()
+        };
+        assert_eq!(validate(&b), Ok(()));
+        let b = ArgBlock {
+            version: 0,
+            ..good()
+        };
+        assert_eq!(validate(&b), Err(ArgError::BadVersion { found: 0 }));
+    }
+
+    #[test]
     fn checks_run_in_engine_order() {
         // A block wrong everywhere reports the magic first, then the version, and so on.
         let mut b = ArgBlock {
@@ -447,7 +469,7 @@ mod tests {
         let b = good();
         let bytes = b.to_bytes();
         assert_eq!(&bytes[offsets::MAGIC..][..8], b"HYPRELOC");
-        assert_eq!(bytes[offsets::VERSION], 1);
+        assert_eq!(bytes[offsets::VERSION], 2);
         assert_eq!(bytes[offsets::SIZE], 0x80);
         assert_eq!(get64(&bytes, offsets::HEAD), 0x4800_0002);
         assert_eq!(get64(&bytes, offsets::REGS), 0x4400_0000);

@@ -44,8 +44,9 @@ hypstub_reloc_engine_start:
     ldr     x10, .Lreloc_magic
     cmp     x9, x10
     b.ne    .Lreloc_bad_block
-    ldr     w9, [x19, #{VERSION}]
-    cmp     w9, #{VERSION_V1}
+    ldr     w13, [x19, #{VERSION}]
+    cmp     w13, #{VERSION_V1}
+    ccmp    w13, #{VERSION_V2}, #4, ne
     b.ne    .Lreloc_bad_block
     ldr     w9, [x19, #{SIZE}]
     cmp     w9, #{SIZE_V1}
@@ -57,6 +58,11 @@ hypstub_reloc_engine_start:
     ldp     x24, x25, [x19, #({REGS} + 16)]
     ldr     x26, [x19, #{EL}]
     ldr     x27, [x19, #{FLAGS}]
+    // Bit 2 means "mini-UART console" only from version 2 on.
+    cmp     w13, #{VERSION_V1}
+    b.ne    1f
+    bic     x27, x27, #(1 << {FLAG_MINI_UART_BIT})
+1:
     ldr     x14, [x19, #{TTBR0}]
     ldr     x15, [x19, #{TCR}]
     ldr     x16, [x19, #{MAIR}]
@@ -362,18 +368,30 @@ hypstub_reloc_engine_start:
     bl      .Lreloc_putc
     b       .Lreloc_stop
 
-// .Lreloc_putc: w0 to the PL011 at x28 (none when x28 = 0). Uses x8, x9. PL011 TRM 3.3.3: wait
-// while UARTFR.TXFF is set, then write UARTDR.
+// .Lreloc_putc: w0 to the UART at x28 (none when x28 = 0), '\n' as "\r\n". Uses x8, x9.
+// PL011 (PL011 TRM 3.3.3): wait while UARTFR (+0x18) TXFF (bit 5) is set, then write UARTDR.
+// Mini-UART (FLAG_CONSOLE_MINI_UART; BCM2711 ARM Peripherals 11.5): wait until AUX_MU_LSR
+// (+0x14) bit 5, "transmitter empty", is set, then write AUX_MU_IO.
 .Lreloc_putc:
     cbz     x28, 20f
     cmp     w0, #'\n'
     b.ne    19f
     mov     w9, #'\r'
+    tbnz    x27, #{FLAG_MINI_UART_BIT}, 23f
 21: ldr     w8, [x28, #0x18]
     tbnz    w8, #5, 21b
     str     w9, [x28]
-19: ldr     w8, [x28, #0x18]
-    tbnz    w8, #5, 19b
+    b       19f
+23: ldr     w8, [x28, #0x14]
+    tbz     w8, #5, 23b
+    str     w9, [x28]
+19: tbnz    x27, #{FLAG_MINI_UART_BIT}, 24f
+22: ldr     w8, [x28, #0x18]
+    tbnz    w8, #5, 22b
+    str     w0, [x28]
+    ret
+24: ldr     w8, [x28, #0x14]
+    tbz     w8, #5, 24b
     str     w0, [x28]
 20: ret
 

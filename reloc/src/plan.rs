@@ -54,9 +54,11 @@ pub struct Layout {
     /// destinations (the engine overwrites them after the EL1 stage is gone) but never hold
     /// staging pages or anything else the engine reads.
     pub busy: Vec<Range<u64>>,
-    /// Physical address of the PL011 the engine may print on; its page is mapped as device
-    /// memory at EL2.
+    /// Physical address of the UART the engine may print on (a PL011 unless
+    /// `console_mini_uart`); its page is mapped as device memory at EL2.
     pub console: Option<u64>,
+    /// The console is a BCM2835 mini-UART ([`args::FLAG_CONSOLE_MINI_UART`]).
+    pub console_mini_uart: bool,
     /// The CPU's physical address bits (ID_AA64MMFR0_EL1.PARange): 32, 36, 40, 42, 44, 48
     /// or 52. It sets TCR_EL2.PS and bounds the RAM banks.
     pub pa_bits: u32,
@@ -337,6 +339,7 @@ pub struct Planner<M: Memory> {
     protected: Vec<(Range<u64>, &'static str)>,
     busy: Vec<Range<u64>>,
     console: Option<u64>,
+    console_mini_uart: bool,
     pa_bits: u32,
     segments: Vec<Segment>,
     /// The free pool, once `stage` has run.
@@ -355,6 +358,7 @@ impl<M: Memory> Planner<M> {
             protected,
             busy,
             console,
+            console_mini_uart,
             pa_bits,
         } = layout;
         if idmap::ps(pa_bits).is_none() {
@@ -393,6 +397,7 @@ impl<M: Memory> Planner<M> {
             protected,
             busy,
             console,
+            console_mini_uart,
             pa_bits,
             segments: Vec::new(),
             pool: None,
@@ -675,6 +680,9 @@ impl<M: Memory> Planner<M> {
         }
         if req.psci_stop {
             flags |= FLAG_PSCI_STOP;
+        }
+        if self.console_mini_uart && self.console.is_some() {
+            flags |= args::FLAG_CONSOLE_MINI_UART;
         }
         let block = ArgBlock {
             head,

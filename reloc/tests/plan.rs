@@ -28,6 +28,7 @@ fn virt_1g() -> Layout {
         ],
         busy: vec![0x7f00_0000..0x7fe0_0000],
         console: Some(0x0900_0000),
+        console_mini_uart: false,
         pa_bits: 40,
     }
 }
@@ -291,6 +292,7 @@ fn tight(spare: u64) -> Layout {
         protected: vec![],
         busy: vec![],
         console: Some(0x0900_0000),
+        console_mini_uart: false,
         pa_bits: 40,
     }
 }
@@ -418,6 +420,7 @@ fn ram_above_the_39_bit_va() {
     // A console above the limit cannot be mapped either.
     let layout = Layout {
         console: Some(0x90_0000_0000),
+        console_mini_uart: false,
         ..virt_1g()
     };
     let e = plan(layout, &segs, req).unwrap_err();
@@ -803,6 +806,7 @@ fn random_case(rng: &mut Rng) -> (Layout, Vec<(&'static str, Range<u64>)>) {
         protected,
         busy,
         console: Some(0x0900_0000),
+        console_mini_uart: false,
         pa_bits: 40,
     };
     (layout, segs)
@@ -971,6 +975,7 @@ fn pi4_like() -> Layout {
         protected: vec![(0x1000..0x2000, "spin table")],
         busy: vec![0x0020_0000..0x0100_0000],
         console: Some(0xfe20_1000),
+        console_mini_uart: false,
         pa_bits: 36,
     }
 }
@@ -991,6 +996,7 @@ fn page_zero_is_never_handed_out() {
         protected: vec![(0x2_0000..0x4_0000, "firmware")],
         busy: vec![],
         console: None,
+        console_mini_uart: false,
         pa_bits: 36,
     };
     let segs = [("kernel", 0x1_0000..0x1_8000)];
@@ -1019,6 +1025,7 @@ fn absurd_addresses_are_errors_not_panics() {
     let segs = [("kernel", 0x4020_0000..0x4220_0000)];
     let layout = Layout {
         console: Some(u64::MAX),
+        console_mini_uart: false,
         ..virt_1g()
     };
     let e = plan(layout, &segs, req).unwrap_err();

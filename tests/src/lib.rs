@@ -2,7 +2,8 @@
 //! per test binary, find the Linux test assets in their cache, boot them on QEMU with a
 //! timeout, and check the serial log and the exit status against the markers of
 //! docs/CONTRACTS.md. Also the inputs the tests make: arm64 Image headers, pseudo-random
-//! files and their CRC32C.
+//! files and their CRC32C; and for the Raspberry Pi 4, an SD-card folder per test and the
+//! QEMU raspi4b machine that boots it ([`rpi4_folder`], [`rpi4_machine`]).
 //!
 //! Every check that fails panics with the whole serial log, QEMU's own stderr and the
 //! command line, so a failure in CI can be read without rerunning it. A test that needs
@@ -14,10 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use xtask::armstub;
 use xtask::assets::{self, LinuxAssets};
 use xtask::image::{self, Board, BuildOptions, Payload, Variant};
+use xtask::linux::El;
 use xtask::qemu::{self, Qemu};
+use xtask::rpi4::{self, Console};
 use xtask::runner::{Capture, QemuRun, RunOutcome};
 
 pub use xtask::bench::payload::MARKER as BENCH_PAYLOAD_MARKER;
@@ -158,6 +160,94 @@ pub fn linux_assets() -> &'static LinuxAssets {
     }
 }
 
+/// The rpi4 firmware, `kernel8.img` (its SD-card folder's copy is per test:
+/// [`rpi4_folder`]).
+pub fn rpi4_firmware() -> &'static Path {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    built(&IMAGE, "rpi4 firmware", |opts| {
+        image::build_firmware(Board::Rpi4, opts)
+    })
+}
+
+/// Debian's `bcm2711-rpi-4-b.dtb` from the asset cache, prepared for QEMU raspi4b with
+/// `console` as its stdout-path ([`rpi4::prepare_qemu_dtb`]), once per console.
+pub fn rpi4_qemu_dtb(console: Console) -> &'static Path {
+    static DTBS: [OnceLock<Result<PathBuf, String>>; 2] = [OnceLock::new(), OnceLock::new()];
+    let cell = &DTBS[Console::ALL.iter().position(|&c| c == console).unwrap_or(0)];
+    let made = cell.get_or_init(|| {
+        let dtb = linux_assets().rpi4_dtb.as_ref().ok_or_else(|| {
+            "the cached kernel package has no bcm2711-rpi-4-b.dtb; run `cargo xtask assets`"
+                .to_owned()
+        })?;
+        rpi4::write_qemu_dtb(dtb, console).map_err(|e| format!("{e:#}"))
+    });
+    match made {
+        Ok(path) => path,
+        Err(e) => panic!("the QEMU raspi4b DTB ({console}): {e}"),
+    }
+}
+
+/// An SD-card folder for one test, `<target>/hypstub/rpi4-tests/<name>/`: the rpi4
+/// firmware as kernel8.img, `payload` (a kernel and its initrd) as payload.itb when given,
+/// and cmdline.txt with `console`'s `console=`, `clk_ignore_unused`, `hypstub.el=<el>` and
+/// `extra`. Each test has its own folder, so tests running at once never share one.
+pub fn rpi4_folder(
+    name: &str,
+    payload: Option<(&Path, Option<&Path>)>,
+    el: El,
+    console: Console,
+    extra: &[&str],
+) -> rpi4::Folder {
+    qemu();
+    let spec = rpi4::FolderSpec {
+        kernel8: rpi4_firmware().to_owned(),
+        payload: payload.map(|(kernel, initrd)| rpi4::PayloadFiles {
+            kernel: kernel.to_owned(),
+            initrd: initrd.map(Path::to_owned),
+            dtb: None,
+        }),
+        cmdline: rpi4::cmdline(
+            console,
+            [el.option()].into_iter().chain(extra.iter().copied()),
+        ),
+        armstub: None,
+    };
+    let dir = xtask::output_dir().join("rpi4-tests").join(name);
+    rpi4::write_folder(&dir, &spec)
+        .unwrap_or_else(|e| panic!("{name}: writing the SD-card folder: {e:#}"))
+}
+
+/// QEMU raspi4b booting `folder` as the Pi firmware would: kernel8.img, payload.itb as the
+/// initrd, the cmdline.txt words as `-append` ([`rpi4::qemu_append`]) and Debian's DTB
+/// prepared for `console` (which must be the folder's console).
+pub fn rpi4_machine(folder: &rpi4::Folder, console: Console) -> QemuRun {
+    let path = folder.path(rpi4::CMDLINE_FILE);
+    let cmdline = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    rpi4::machine(
+        folder,
+        rpi4_qemu_dtb(console),
+        &rpi4::qemu_append(cmdline.trim_end(), console),
+    )
+}
+
+/// QEMU raspi4b booting Debian's kernel directly (no hypstub) with the test initramfs,
+/// Debian's DTB prepared for `console`, and the cmdline.txt words hypstub's folder would
+/// have ([`rpi4::cmdline`] with `extra`): the baseline hypstub's Pi 4 boots compare with.
+pub fn rpi4_direct(console: Console, extra: &[&str]) -> QemuRun {
+    qemu();
+    let files = linux_assets();
+    let image = rpi4::qemu_kernel(&files.kernel)
+        .unwrap_or_else(|e| panic!("the kernel for QEMU raspi4b: {e:#}"));
+    let cmdline = rpi4::cmdline(console, extra.iter().copied());
+    rpi4::direct(
+        &image,
+        rpi4_qemu_dtb(console),
+        &files.initramfs,
+        &rpi4::qemu_append(&cmdline, console),
+    )
+}
+
 /// A QEMU `virt` machine booting the firmware, with the defaults of [`QemuRun::new`].
 pub fn machine() -> QemuRun {
     // Look for QEMU before building, so that a missing QEMU is reported first and fast.
@@ -191,23 +281,21 @@ pub fn boot_within(name: &str, run: &QemuRun, timeout: Duration) -> Boot {
     }
 }
 
-/// Boots QEMU raspi4b through the armstub, until `stop_at` appears on the PL011 (raspi4b
-/// cannot power off the way Linux asks it to) or `timeout` passes (then it panics with the
-/// log). `name` labels the echoed log lines.
-pub fn boot_raspi4b(
-    name: &str,
-    machine: &armstub::Raspi4b,
-    stop_at: &str,
-    timeout: Duration,
-) -> Boot {
-    let cmd = machine.command(qemu());
+/// Boots `run` until the serial log shows `marker` (QEMU is then killed: raspi4b cannot
+/// power off), at most `timeout`. Panics with the log if the marker never comes; check
+/// [`Boot::assert_stopped_at_marker`] if QEMU may exit by itself first.
+pub fn boot_to_marker(name: &str, run: &QemuRun, marker: &str, timeout: Duration) -> Boot {
+    let qemu = qemu();
     let capture = Capture {
-        stop_at: Some(stop_at.to_owned()),
+        stop_at: Some(marker.to_owned()),
         echo_prefix: Some(format!("[{name}] ")),
         ..Capture::with_timeout(timeout)
     };
-    eprintln!("[{name}] $ {}", xtask::display_command(&cmd));
-    match QemuRun::run_command_captured(cmd, &capture) {
+    eprintln!(
+        "[{name}] $ {}",
+        xtask::display_command(&run.captured_command(qemu))
+    );
+    match run.run_captured(qemu, &capture) {
         Ok(outcome) => Boot {
             name: name.to_owned(),
             outcome,
@@ -252,6 +340,18 @@ impl Boot {
         if !self.outcome.status.success() {
             self.fail(&format!(
                 "QEMU exited with {}, expected 0",
+                self.outcome.status
+            ));
+        }
+        self
+    }
+
+    /// QEMU was stopped at the marker of [`boot_to_marker`] (it did not exit first).
+    #[track_caller]
+    pub fn assert_stopped_at_marker(&self) -> &Self {
+        if !self.outcome.stopped_at_marker {
+            self.fail(&format!(
+                "QEMU exited with {} before the marker",
                 self.outcome.status
             ));
         }

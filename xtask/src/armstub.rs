@@ -11,13 +11,12 @@ use std::ffi::OsString;
 use std::fs;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::process::Command;
 
 use anyhow::{bail, ensure, Context as _};
 
 use crate::image::Built;
 use crate::output_dir;
-use crate::qemu::Qemu;
+use crate::runner::QemuRun;
 
 /// The raw image's file name, for `armstub=` in config.txt.
 pub const IMAGE_FILE: &str = "armstub8-hypstub.bin";
@@ -39,6 +38,12 @@ pub const HANDSHAKE_ANSWERS: Range<u64> = DTB_PTR32..0x100;
 /// The image must stay below this: the Pi DTB reserves page 0 (`/memreserve/ 0 0x1000`).
 pub const MAX_END: u64 = 0x1000;
 
+/// What the armstub writes on both UARTs when the firmware left no kernel entry or DTB
+/// address (`boards/src/rpi4/armstub.S`; [`check`] finds it in the image), between `\r\n`s.
+pub const NO_HANDSHAKE_MESSAGE: &str = "hypstub armstub: no kernel entry or DTB address from \
+     the firmware (0xfc/0xf8 are 0): not booting. Check config.txt (arm_64bit=1, kernel=) and \
+     the firmware's armstub handshake (magic 0x5afe570b at 0xf0). Halted.";
+
 /// `<target>/hypstub/rpi4/armstub8-hypstub.bin`.
 pub fn image_path() -> PathBuf {
     output_dir().join("rpi4").join(IMAGE_FILE)
@@ -46,8 +51,8 @@ pub fn image_path() -> PathBuf {
 
 /// Checks a built armstub against the handshake layout: the raw image is under
 /// [`MAX_END`], has the magic and version 0 at [`STUB_MAGIC_AT`], an empty spin table and
-/// zeros at [`HANDSHAKE_ANSWERS`]; the ELF starts at 0 and none of its loadable segments
-/// covers [`HANDSHAKE_ANSWERS`].
+/// zeros at [`HANDSHAKE_ANSWERS`] and holds [`NO_HANDSHAKE_MESSAGE`]; the ELF starts at 0
+/// and none of its loadable segments covers [`HANDSHAKE_ANSWERS`].
 pub fn check(built: &Built) -> anyhow::Result<()> {
     let bin =
         fs::read(&built.image).with_context(|| format!("reading {}", built.image.display()))?;
@@ -74,6 +79,12 @@ pub fn check(built: &Built) -> anyhow::Result<()> {
     ensure!(
         zero(SPIN_TABLE.start..STUB_MAGIC_AT) && zero(HANDSHAKE_ANSWERS),
         "{}: the spin table or the handshake words are not zero",
+        built.image.display()
+    );
+    ensure!(
+        bin.windows(NO_HANDSHAKE_MESSAGE.len())
+            .any(|w| w == NO_HANDSHAKE_MESSAGE.as_bytes()),
+        "{}: the message for a missing handshake is not xtask::armstub::NO_HANDSHAKE_MESSAGE",
         built.image.display()
     );
     let elf = fs::read(&built.elf).with_context(|| format!("reading {}", built.elf.display()))?;
@@ -138,94 +149,65 @@ fn elf_loads(elf: &[u8]) -> anyhow::Result<(u64, Vec<Range<u64>>)> {
     Ok((entry, loads))
 }
 
-/// QEMU `-M raspi4b` booting a kernel through the armstub ELF the way the Pi's firmware
-/// would: the files where the firmware would put them (`-device loader`), and the
-/// handshake answered. QEMU does not edit the DTB in this mode (an ELF `-kernel` is not
-/// a Linux boot): the caller gives one with RAM, command line and initrd filled in.
+/// QEMU `-M raspi4b` booting a kernel through the armstub the way the Pi's firmware would:
+/// the ELF as `-kernel` (QEMU starts all four cores at its entry at EL3), the files where
+/// the firmware would put them (`-device loader`), the handshake answered. QEMU neither
+/// loads nor edits a DTB in this mode (an ELF `-kernel` is not a Linux boot): give one with
+/// RAM, command line and initrd filled in among the files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Raspi4b {
-    /// The armstub ELF (`-kernel`): all four cores start at its entry at EL3.
+pub struct Machine {
+    /// The armstub ELF.
     pub armstub: PathBuf,
-    /// RAM (`-m`); the machine's only size is 2G.
-    pub mem: String,
     /// Files loaded raw at an address (`-device loader,file=...,addr=...,force-raw=on`).
     pub files: Vec<(PathBuf, u64)>,
     /// The firmware's side of the handshake, `(dtb, kernel entry)`: dtb_ptr32 and
-    /// kernel_entry32 written. `None` leaves the image as the firmware loaded
-    /// it, as a firmware that does not know the handshake would.
+    /// kernel_entry32 written. `None` leaves the image as loaded, as a firmware that does
+    /// not know the handshake would.
     pub handshake: Option<(u32, u32)>,
-    /// Where the second UART (the mini UART) writes; `None` discards it.
-    pub mini_uart: Option<PathBuf>,
     /// Give QEMU's GIC-400 the Security Extensions the real one has (`-global
-    /// arm_gic.has-security-extensions=on`): QEMU's raspi4b model leaves them out, so
-    /// that without this every access sees the one view of a GIC without them and the
-    /// armstub's secure-side set-up is skipped (it reads GICD_TYPER.SecurityExtn).
+    /// arm_gic.has-security-extensions=on`). QEMU's raspi4b model leaves them out: without
+    /// this, every access sees the one view of a GIC without them, and the armstub skips
+    /// its secure-side set-up (it reads GICD_TYPER.SecurityExtn).
     pub gic_security_extensions: bool,
 }
 
-impl Raspi4b {
-    /// The machine with 2 GiB, a GIC-400 with the Security Extensions as on the Pi,
-    /// nothing loaded, no handshake.
+impl Machine {
+    /// The armstub alone, with a GIC-400 with the Security Extensions as on the Pi.
     pub fn new(armstub: impl Into<PathBuf>) -> Self {
-        Raspi4b {
+        Machine {
             armstub: armstub.into(),
-            mem: "2G".into(),
             files: Vec::new(),
             handshake: None,
-            mini_uart: None,
             gic_security_extensions: true,
         }
     }
 
-    /// The arguments after the QEMU binary; the console options are [`Self::command`]'s.
-    pub fn args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = ["-M", "raspi4b", "-m", &self.mem, "-kernel"]
-            .map(OsString::from)
-            .to_vec();
-        args.push(self.armstub.clone().into());
+    /// The QEMU run: [`QemuRun::raspi4b`] (both serial ports in one log) with the
+    /// armstub as `-kernel`, no `-dtb`, and the loads above.
+    pub fn run(&self) -> QemuRun {
+        let mut run = QemuRun::raspi4b(&self.armstub);
         if self.gic_security_extensions {
-            args.extend(["-global", "arm_gic.has-security-extensions=on"].map(OsString::from));
+            run = run.arg("-global").arg("arm_gic.has-security-extensions=on");
         }
         for (file, addr) in &self.files {
             let mut device = OsString::from("loader,file=");
             device.push(file);
             device.push(format!(",addr={addr:#x},force-raw=on"));
-            args.extend(["-device".into(), device]);
+            run = run.arg("-device").arg(device);
         }
         if let Some((dtb, entry)) = self.handshake {
-            // The firmware's answers: two 32-bit words, written as one 8-byte
-            // little-endian value at reset, after the ELF's segments are in place (the ELF
-            // leaves 0xf8..0x100 out of its segments: linker/rpi4-armstub.ld). The firmware
-            // also zeroes the magic's 8 bytes (then spin_cpu3); QEMU cannot, as the ELF's
-            // segment is copied over anything written there at reset, so the magic stays and
-            // the armstub's spin loop ignores it.
+            // The firmware's answers: two 32-bit words, written as one 8-byte little-endian
+            // value. The generic loader writes at reset, before QEMU copies the ELF's
+            // segments into RAM, so the ELF leaves 0xf8..0x100 out of its segments
+            // (linker/rpi4-armstub.ld). The firmware also zeroes the magic's 8 bytes (then
+            // spin_cpu3); QEMU cannot, the ELF's first segment is copied over anything
+            // written there, so the magic stays and the armstub's spin loop ignores it.
             let answers = u64::from(dtb) | (u64::from(entry) << 32);
-            args.extend([
-                "-device".into(),
-                format!("loader,addr={DTB_PTR32:#x},data={answers:#x},data-len=8").into(),
-            ]);
+            run = run.arg("-device").arg(format!(
+                "loader,addr={DTB_PTR32:#x},data={answers:#x},data-len=8"
+            ));
         }
-        args
-    }
-
-    /// The command for a captured run: the PL011 (`console=ttyAMA0`, the first serial
-    /// port) on stdout, the mini UART to [`Self::mini_uart`] or nowhere, no display, no
-    /// monitor, `-no-reboot`.
-    pub fn command(&self, qemu: &Qemu) -> Command {
-        let mut cmd = Command::new(&qemu.path);
-        let mini: OsString = match &self.mini_uart {
-            Some(path) => {
-                let mut s = OsString::from("file:");
-                s.push(path);
-                s
-            }
-            None => "null".into(),
-        };
-        cmd.args(self.args())
-            .args(["-display", "none", "-serial", "stdio", "-serial"])
-            .arg(mini)
-            .args(["-monitor", "none", "-no-reboot"]);
-        cmd
+        run
     }
 }
 
@@ -245,11 +227,12 @@ mod tests {
 
     #[test]
     fn machine_arguments() {
-        let mut m = Raspi4b::new("/a/rpi4-armstub");
+        let mut m = Machine::new("/a/rpi4-armstub");
         m.files.push(("/k/Image".into(), 0x20_0000));
         m.handshake = Some((0x0800_0000, 0x20_0000));
         let args: Vec<String> = m
-            .args()
+            .run()
+            .machine_args()
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();

@@ -1,9 +1,9 @@
 //! Writing a FIT (U-Boot's Flattened Image Tree) holding a kernel and,
 //! optionally, an initrd and a DTB, for boards whose firmware loads the
-//! payload as one FIT (the Raspberry Pi 4 will).
+//! payload as one FIT (the Raspberry Pi 4), and for QEMU virt's `-kernel`.
 //!
-//! Not wired to the command line yet: a later change adds
-//! `cargo xtask build --board rpi4`, which calls [`write_fit`]. The layout is
+//! `cargo xtask build --board rpi4 --kernel ...` writes its `payload.itb`
+//! with [`write_fit`] ([`crate::rpi4::write_folder`]). The layout is
 //! the one `mkimage -f` writes from an `.its` with embedded data, so that
 //! `loader::fit` (which the tests here round-trip through) and U-Boot's
 //! `mkimage -l` both read it.

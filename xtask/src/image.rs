@@ -24,18 +24,22 @@ pub const TARGET: &str = "aarch64-unknown-none-softfloat";
 pub enum Board {
     /// QEMU `-M virt,virtualization=on`: the image is a `-bios` flash image.
     QemuVirt,
+    /// The Raspberry Pi 4 (and QEMU `-M raspi4b`): the image is `kernel8.img`, linked at
+    /// 0x80000, in an SD-card folder ([`crate::rpi4`]).
+    Rpi4,
     /// The Raspberry Pi 4's armstub (`armstub=` in config.txt; [`crate::armstub`]).
     Rpi4Armstub,
 }
 
 impl Board {
-    /// Every board that can be built today.
-    pub const ALL: [Board; 2] = [Board::QemuVirt, Board::Rpi4Armstub];
+    /// Every board.
+    pub const ALL: [Board; 3] = [Board::QemuVirt, Board::Rpi4, Board::Rpi4Armstub];
 
     /// The name used on the command line and under `target/hypstub/`.
     pub fn name(self) -> &'static str {
         match self {
             Board::QemuVirt => "qemu-virt",
+            Board::Rpi4 => "rpi4",
             Board::Rpi4Armstub => "rpi4-armstub",
         }
     }
@@ -44,6 +48,7 @@ impl Board {
     pub fn bin(self) -> &'static str {
         match self {
             Board::QemuVirt => "qemu-virt",
+            Board::Rpi4 => "rpi4",
             Board::Rpi4Armstub => "rpi4-armstub",
         }
     }
@@ -52,6 +57,7 @@ impl Board {
     pub fn image_path(self) -> PathBuf {
         match self {
             Board::QemuVirt => output_dir().join("qemu-virt").join("hypstub.bin"),
+            Board::Rpi4 => crate::rpi4::folder().join(crate::rpi4::KERNEL_FILE),
             Board::Rpi4Armstub => crate::armstub::image_path(),
         }
     }
@@ -63,38 +69,19 @@ impl fmt::Display for Board {
     }
 }
 
-/// Boards that are planned but cannot be built yet.
-const PLANNED_BOARDS: [&str; 1] = ["rpi4"];
-
-fn known_boards() -> String {
-    Board::ALL.map(Board::name).join(", ")
-}
-
-/// A board name that is not (yet) one of [`Board::ALL`].
+/// A name that is not one of [`Board::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BoardError {
-    /// A planned board whose port has not landed.
-    #[error("board `{0}` is not available yet; known boards: {known}", known = known_boards())]
-    NotAvailableYet(String),
-    /// Not a board at all.
-    #[error(
-        "unknown board `{0}`; known boards: {known} (rpi4 is not available yet)",
-        known = known_boards()
-    )]
-    Unknown(String),
-}
+#[error("unknown board `{0}`; known boards: {known}", known = Board::ALL.map(Board::name).join(", "))]
+pub struct UnknownBoard(pub String);
 
 impl FromStr for Board {
-    type Err = BoardError;
+    type Err = UnknownBoard;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        if let Some(board) = Board::ALL.into_iter().find(|b| b.name() == name) {
-            Ok(board)
-        } else if PLANNED_BOARDS.contains(&name) {
-            Err(BoardError::NotAvailableYet(name.to_owned()))
-        } else {
-            Err(BoardError::Unknown(name.to_owned()))
-        }
+        Board::ALL
+            .into_iter()
+            .find(|b| b.name() == name)
+            .ok_or_else(|| UnknownBoard(name.to_owned()))
     }
 }
 
@@ -471,12 +458,14 @@ mod tests {
     #[test]
     fn board_names() {
         assert_eq!("qemu-virt".parse::<Board>(), Ok(Board::QemuVirt));
-        let rpi4 = "rpi4".parse::<Board>().unwrap_err().to_string();
-        assert!(rpi4.contains("not available yet"), "{rpi4}");
-        assert!(rpi4.contains("qemu-virt"), "{rpi4}");
+        assert_eq!("rpi4".parse::<Board>(), Ok(Board::Rpi4));
+        assert_eq!(Board::Rpi4.bin(), "rpi4");
+        assert_eq!("rpi4-armstub".parse::<Board>(), Ok(Board::Rpi4Armstub));
         let other = "pc".parse::<Board>().unwrap_err().to_string();
-        assert!(other.starts_with("unknown board `pc`"), "{other}");
-        assert!(other.contains("known boards: qemu-virt"), "{other}");
+        assert_eq!(
+            other,
+            "unknown board `pc`; known boards: qemu-virt, rpi4, rpi4-armstub"
+        );
     }
 
     #[test]
@@ -484,10 +473,12 @@ mod tests {
         assert!(Board::QemuVirt
             .image_path()
             .ends_with("hypstub/qemu-virt/hypstub.bin"));
+        assert!(Board::Rpi4
+            .image_path()
+            .ends_with("hypstub/rpi4/kernel8.img"));
         assert!(Board::Rpi4Armstub
             .image_path()
             .ends_with("hypstub/rpi4/armstub8-hypstub.bin"));
-        assert_eq!("rpi4-armstub".parse::<Board>(), Ok(Board::Rpi4Armstub));
         assert!(Payload::AbiClient
             .image_path()
             .ends_with("hypstub/abi-client.bin"));

@@ -5,8 +5,10 @@
 //!   [`armstub`]: the Raspberry Pi 4 armstub's layout checks and its QEMU `raspi4b` machine.
 //! - [`qemu`] and [`apt`]: find `qemu-system-aarch64` 9.0 or later, or install it (on
 //!   Debian 12 from `bookworm-backports` of the archive the machine already uses).
-//! - [`runner`]: one QEMU `virt` run, described as data, with the serial console captured,
-//!   a timeout, and an optional marker to stop at.
+//! - [`runner`]: one QEMU run (`virt` or `raspi4b`), described as data, with the serial
+//!   console captured, a timeout, and an optional marker to stop at.
+//! - [`rpi4`]: the Raspberry Pi 4's SD-card folder (kernel8.img, config.txt, cmdline.txt,
+//!   the payload FIT written by [`fit`]) and the DTB and machine for QEMU raspi4b.
 //! - [`checks`]: the steps of `cargo xtask test`, the same ones CI runs.
 //! - [`bench`]: `cargo xtask bench`, the relocation figures, with its payloads
 //!   ([`bench::payload`], encoded with [`a64`]) and the console lines it reads, and the
@@ -18,7 +20,8 @@
 //! Principles: plain cargo stays the build system (`cargo build -p hypstub-boards --target
 //! aarch64-unknown-none-softfloat` works without xtask; xtask only adds objcopy and QEMU);
 //! every command xtask runs is printed before it runs; nothing here knows a mirror or
-//! download host. This crate runs on the host only and depends on no firmware crate.
+//! download host. This crate runs on the host only and depends on no firmware crate; of
+//! hypstub's own crates it uses only `loader`, the host-testable format library (DTB edits).
 
 pub mod a64;
 pub mod apt;
@@ -30,6 +33,7 @@ pub mod fit;
 pub mod image;
 pub mod linux;
 pub mod qemu;
+pub mod rpi4;
 pub mod runner;
 
 use std::ffi::OsStr;

@@ -14,6 +14,7 @@ use xtask::assets::{self, Fetch};
 use xtask::image::{self, Board, BuildOptions, Payload, Profile, Variant};
 use xtask::linux::{self, El};
 use xtask::qemu::{self, Qemu};
+use xtask::rpi4::{self, Console};
 use xtask::runner::{Capture, Cpu, Gic, QemuRun};
 use xtask::{bench, checks, display_command};
 
@@ -30,10 +31,13 @@ enum Cmd {
     /// Build a board's firmware image; prints its size, then its path as the last line.
     ///
     /// qemu-virt: target/hypstub/qemu-virt/hypstub.bin, a flash image for QEMU's `-bios`.
+    /// rpi4: the SD-card folder target/hypstub/rpi4/ (kernel8.img, config.txt,
+    /// cmdline.txt, and with --kernel payload.itb); prints each file and its size, then the
+    /// folder's path as the last line.
     /// rpi4-armstub: target/hypstub/rpi4/armstub8-hypstub.bin, for `armstub=` in the Pi 4's
     /// config.txt (docs/armstub.md).
     Build {
-        /// The board (known: qemu-virt, rpi4-armstub).
+        /// The board: qemu-virt, rpi4 or rpi4-armstub.
         #[arg(long, default_value = "qemu-virt")]
         board: Board,
         /// Build with the dev profile instead of --release.
@@ -44,14 +48,40 @@ enum Cmd {
         /// target/hypstub/<board>-<variant>.bin. Never for real use.
         #[arg(long)]
         variant: Option<Variant>,
+        /// rpi4: the payload's kernel (an arm64 Image; a gzip one is decompressed on the
+        /// host), written with --initrd and --dtb into payload.itb (a FIT).
+        #[arg(long, value_name = "FILE")]
+        kernel: Option<PathBuf>,
+        /// rpi4: the payload's initrd (needs --kernel).
+        #[arg(long, value_name = "FILE", requires = "kernel")]
+        initrd: Option<PathBuf>,
+        /// rpi4: a DTB to put into payload.itb (needs --kernel).
+        #[arg(long, value_name = "FILE", requires = "kernel")]
+        dtb: Option<PathBuf>,
+        /// rpi4: words to add to cmdline.txt, hypstub.* options included.
+        #[arg(long, value_name = "STR")]
+        append: Option<String>,
+        /// rpi4: the UART of Linux's console in cmdline.txt: mini (the mini-UART on GPIO
+        /// 14/15, Debian's DTB's stdout-path) or pl011.
+        #[arg(long, value_name = "mini|pl011")]
+        console: Option<Console>,
     },
-    /// Build the qemu-virt firmware and boot it on QEMU (the built-in demo unless --kernel
-    /// or --linux).
+    /// Build a board's firmware and boot it on QEMU: qemu-virt (the built-in demo unless
+    /// --kernel or --linux) or rpi4 (QEMU raspi4b booting the SD-card folder).
     ///
     /// QEMU 9.0 or later is needed; as root on Debian or Ubuntu it is installed if missing.
-    /// Quit QEMU with Ctrl-A X.
+    /// Quit QEMU with Ctrl-A X. With --board rpi4 --linux the console is captured and QEMU
+    /// is stopped at the initramfs's last line (raspi4b cannot power off).
     #[command(group(ArgGroup::new("payload").args(["kernel", "linux"])))]
     Run {
+        /// The board: qemu-virt, or rpi4 (QEMU -M raspi4b; --smp, --gic, --mem and --cpu
+        /// do not apply: the model has 4 Cortex-A72s, a GIC-400 and 2 GiB).
+        #[arg(long, default_value = "qemu-virt")]
+        board: Board,
+        /// rpi4: the UART of hypstub's and Linux's console: mini (the default; Debian's
+        /// DTB's stdout-path) or pl011 (the QEMU DTB's stdout-path is changed to it).
+        #[arg(long, value_name = "mini|pl011")]
+        console: Option<Console>,
         /// Number of CPUs.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         smp: u32,
@@ -64,7 +94,8 @@ enum Cmd {
         /// CPU model: max or cortex-a72.
         #[arg(long, default_value = "max")]
         cpu: Cpu,
-        /// Payload to boot (offered to the firmware through fw_cfg, as QEMU's -kernel).
+        /// Payload to boot (qemu-virt: offered to the firmware through fw_cfg, as QEMU's
+        /// -kernel; rpi4: put into payload.itb).
         #[arg(long, value_name = "FILE")]
         kernel: Option<PathBuf>,
         /// Initrd for the payload (QEMU's -initrd; needs --kernel).
@@ -72,7 +103,7 @@ enum Cmd {
         initrd: Option<PathBuf>,
         /// Boot Debian's arm64 kernel with the test initramfs (fetched into the cache if
         /// needed, as `cargo xtask assets` does); the command line starts with
-        /// console=ttyAMA0.
+        /// console=ttyAMA0 (rpi4: the --console UART's console= and clk_ignore_unused).
         #[arg(long)]
         linux: bool,
         /// The exception level to enter the payload at: adds hypstub.el=1 or 2 to the
@@ -87,7 +118,7 @@ enum Cmd {
         #[arg(long)]
         gdb: bool,
         /// Kill QEMU after this many seconds and fail (the console is captured, not
-        /// interactive).
+        /// interactive) [rpi4 --linux: 300].
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
         /// Build the firmware with the dev profile.
@@ -167,6 +198,11 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
             board,
             debug,
             variant,
+            kernel,
+            initrd,
+            dtb,
+            append,
+            console,
         } => {
             let profile = if debug {
                 Profile::Debug
@@ -177,6 +213,23 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
                 profile,
                 quiet: false,
             };
+            if board == Board::Rpi4 && variant.is_none() {
+                let payload = kernel.map(|kernel| rpi4::PayloadFiles {
+                    kernel,
+                    initrd,
+                    dtb,
+                });
+                let console = console.unwrap_or_default();
+                let cmdline = rpi4::cmdline(console, append.as_deref());
+                build_rpi4_folder(opts, payload, cmdline)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if kernel.is_some() || append.is_some() || console.is_some() {
+                anyhow::bail!(
+                    "--kernel, --initrd, --dtb, --append and --console are for --board rpi4 \
+                     (its SD-card folder)"
+                );
+            }
             let built = match variant {
                 None => image::build_firmware(board, opts)?,
                 Some(variant) => image::build_firmware_variant(board, variant, opts)?,
@@ -190,6 +243,8 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run {
+            board,
+            console,
             smp,
             gic,
             mem,
@@ -203,16 +258,41 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
             timeout,
             debug,
         } => {
+            let profile = if debug {
+                Profile::Debug
+            } else {
+                Profile::Release
+            };
+            let el = el.map(El::option);
+            if board == Board::Rpi4 {
+                let words = [el, append.as_deref()];
+                let opts = RunRpi4 {
+                    console: console.unwrap_or_default(),
+                    kernel,
+                    initrd,
+                    linux,
+                    words: words.into_iter().flatten().map(str::to_owned).collect(),
+                    gdb,
+                    timeout,
+                    profile,
+                };
+                return run_rpi4(opts);
+            }
+            if console.is_some() {
+                anyhow::bail!("--console is for --board rpi4");
+            }
+            if board == Board::Rpi4Armstub {
+                anyhow::bail!(
+                    "the rpi4-armstub is not run on its own: build it with `cargo xtask build \
+                     --board rpi4-armstub`; tests/rpi4_armstub.rs boots Linux through it on QEMU \
+                     raspi4b (docs/armstub.md)"
+                );
+            }
             let qemu = qemu::ensure()?;
             let linux_assets = if linux {
                 Some(assets::ensure(Fetch::IfMissing)?)
             } else {
                 None
-            };
-            let profile = if debug {
-                Profile::Debug
-            } else {
-                Profile::Release
             };
             let built = image::build_firmware(
                 Board::QemuVirt,
@@ -222,7 +302,6 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
                 },
             )?;
             eprintln!("qemu-virt image: {}", built.size_text());
-            let el = el.map(El::option);
             let mut run = match &linux_assets {
                 Some(files) => {
                     let words = [el, append.as_deref()].into_iter().flatten();
@@ -253,27 +332,13 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
                     built.elf.display()
                 );
             }
-            match timeout {
-                None => {
-                    let mut cmd = run.interactive_command(&qemu);
-                    println!("{}", display_command(&cmd));
-                    let status = cmd
-                        .status()
-                        .with_context(|| format!("could not start {}", qemu.path.display()))?;
-                    Ok(exit_code(status))
-                }
-                Some(secs) => {
-                    let capture = Capture {
-                        timeout: Duration::from_secs(secs),
-                        stop_at: None,
-                        time_of: Vec::new(),
-                        echo_prefix: Some(String::new()),
-                    };
-                    println!("{}", display_command(&run.captured_command(&qemu)));
-                    let outcome = run.run_captured(&qemu, &capture)?;
-                    Ok(exit_code(outcome.status))
-                }
-            }
+            let capture = timeout.map(|secs| Capture {
+                timeout: Duration::from_secs(secs),
+                stop_at: None,
+                time_of: Vec::new(),
+                echo_prefix: Some(String::new()),
+            });
+            run_qemu(&qemu, &run, capture.as_ref())
         }
         Cmd::Test => {
             let summary = checks::run_steps(checks::ci_steps());
@@ -337,6 +402,141 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
             println!("{payload}: {}", built.size_text());
             println!("{}", absolute(built.image).display());
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Builds the rpi4 firmware and writes the SD-card folder around it; prints each file with
+/// its size, then the folder's path as the last line.
+fn build_rpi4_folder(
+    opts: BuildOptions,
+    payload: Option<rpi4::PayloadFiles>,
+    cmdline: String,
+) -> anyhow::Result<(image::Built, rpi4::Folder)> {
+    let built = image::build_firmware(Board::Rpi4, opts)?;
+    let spec = rpi4::FolderSpec {
+        kernel8: built.image.clone(),
+        payload,
+        cmdline,
+        armstub: None,
+    };
+    let folder = rpi4::write_folder(&rpi4::folder(), &spec)?;
+    for note in &folder.notes {
+        println!("{note}");
+    }
+    println!("rpi4 ({}): SD-card folder", opts.profile.dir());
+    println!("{}", folder.listing());
+    println!("{}", absolute(folder.dir.clone()).display());
+    Ok((built, folder))
+}
+
+/// What `run --board rpi4` was asked for.
+struct RunRpi4 {
+    console: Console,
+    kernel: Option<PathBuf>,
+    initrd: Option<PathBuf>,
+    linux: bool,
+    /// `hypstub.el=` and `--append`, in that order.
+    words: Vec<String>,
+    gdb: bool,
+    timeout: Option<u64>,
+    profile: Profile,
+}
+
+/// How long `run --board rpi4 --linux` waits for the initramfs's last line by default (a
+/// boot through QEMU's own loader takes about 10 s on a 2-CPU machine).
+const RPI4_LINUX_TIMEOUT: u64 = 300;
+
+/// `run --board rpi4`: the folder (with --linux: Debian's kernel and the test initramfs
+/// as the payload), Debian's DTB prepared for QEMU, and QEMU raspi4b booting kernel8.img.
+fn run_rpi4(opts: RunRpi4) -> anyhow::Result<ExitCode> {
+    let qemu = qemu::ensure()?;
+    // The DTB comes from Debian's kernel package even without --linux: raspi4b needs one.
+    let files = assets::ensure(Fetch::IfMissing)?;
+    let debian_dtb = files.rpi4_dtb.as_ref().context(
+        "the cached kernel package has no bcm2711-rpi-4-b.dtb (see `cargo xtask assets`)",
+    )?;
+    let payload = match (opts.linux, opts.kernel) {
+        (true, _) => Some(rpi4::PayloadFiles {
+            kernel: files.kernel.clone(),
+            initrd: Some(files.initramfs.clone()),
+            dtb: None,
+        }),
+        (false, Some(kernel)) => Some(rpi4::PayloadFiles {
+            kernel,
+            initrd: opts.initrd,
+            dtb: None,
+        }),
+        (false, None) => None,
+    };
+    let cmdline = rpi4::cmdline(opts.console, opts.words.iter().map(String::as_str));
+    let build = BuildOptions {
+        profile: opts.profile,
+        quiet: false,
+    };
+    let (built, folder) = build_rpi4_folder(build, payload, cmdline.clone())?;
+    let dtb = rpi4::write_qemu_dtb(debian_dtb, opts.console)?;
+    eprintln!(
+        "QEMU DTB: {} (Debian's, with {} disabled{})",
+        dtb.display(),
+        rpi4::QEMU_DISABLED_NODES.join(", "),
+        match opts.console {
+            rpi4::Console::MiniUart => String::new(),
+            console => format!("; stdout-path {}", console.stdout_path()),
+        }
+    );
+    eprintln!("console: {}", opts.console.describe());
+    if opts.console == rpi4::Console::MiniUart {
+        eprintln!(
+            "note: `{}` follows the cmdline.txt words on QEMU only: QEMU's mini-UART cannot \
+             be Linux's /dev/console (docs/xtask.md)",
+            rpi4::QEMU_TTY_CONSOLE
+        );
+    }
+    let mut run = rpi4::machine(&folder, &dtb, &rpi4::qemu_append(&cmdline, opts.console));
+    run.gdb = opts.gdb;
+    if opts.gdb {
+        let elf = built.elf;
+        eprintln!(
+            "QEMU waits for a debugger; attach with:\n  \
+             gdb-multiarch {} -ex 'target remote localhost:1234'",
+            elf.display()
+        );
+    }
+    let timeout = opts.timeout.or(opts.linux.then_some(RPI4_LINUX_TIMEOUT));
+    let capture = timeout.map(|secs| Capture {
+        timeout: Duration::from_secs(secs),
+        stop_at: opts.linux.then(|| linux::MARKER_DONE.to_owned()),
+        time_of: Vec::new(),
+        echo_prefix: Some(String::new()),
+    });
+    run_qemu(&qemu, &run, capture.as_ref())
+}
+
+/// Runs `run` at the terminal, or captured (echoed as it comes) when `capture` is given;
+/// QEMU's exit status is ours, and stopping at `capture.stop_at` is a success.
+fn run_qemu(qemu: &Qemu, run: &QemuRun, capture: Option<&Capture>) -> anyhow::Result<ExitCode> {
+    match capture {
+        None => {
+            let mut cmd = run.interactive_command(qemu);
+            println!("{}", display_command(&cmd));
+            let status = cmd
+                .status()
+                .with_context(|| format!("could not start {}", qemu.path.display()))?;
+            Ok(exit_code(status))
+        }
+        Some(capture) => {
+            println!("{}", display_command(&run.captured_command(qemu)));
+            let outcome = run.run_captured(qemu, capture)?;
+            if outcome.stopped_at_marker {
+                eprintln!(
+                    "stopped QEMU at `{}` after {:.1} s",
+                    capture.stop_at.as_deref().unwrap_or_default(),
+                    outcome.elapsed.as_secs_f32()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(exit_code(outcome.status))
         }
     }
 }

@@ -1,5 +1,5 @@
-//! One QEMU `virt` run: the machine as data ([`QemuRun`]), started either interactively
-//! or with the serial console captured ([`QemuRun::run_captured`]).
+//! One QEMU run, on `virt` or `raspi4b`: the machine as data ([`QemuRun`]), started either
+//! interactively or with the serial console captured ([`QemuRun::run_captured`]).
 //!
 //! A captured run never hangs a test: it has a timeout, after which QEMU is killed and the
 //! error carries the log so far. The log is also echoed line by line to stderr (through
@@ -87,10 +87,27 @@ named_values!(Cpu, "CPU must be max or cortex-a72" {
     CortexA72 => "cortex-a72",
 });
 
-/// A QEMU `-M virt,virtualization=on` machine booting a hypstub image from flash (or,
-/// for comparison, QEMU's own direct kernel boot: [`QemuRun::direct`]).
+/// The QEMU machine model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Machine {
+    /// `-M virt,virtualization=on,gic-version=N -cpu C -smp N`: one serial port (PL011).
+    #[default]
+    Virt,
+    /// `-M raspi4b` (QEMU 9.0+): four Cortex-A72s and a GIC-400, always; `-smp`, `-cpu`
+    /// and the GIC version are fixed by the model and left out. Two serial ports: the
+    /// PL011 (QEMU's first, the DTB's `serial0`) and the mini-UART (second, `serial1`),
+    /// both captured into the one log. `-kernel` is a raw image QEMU enters at EL2 at
+    /// 0x80000 (0x200000 with an arm64 header), x0 = the `-dtb` it loaded.
+    Raspi4b,
+}
+
+/// A QEMU machine: by default `-M virt,virtualization=on` booting a hypstub image from
+/// flash (or, for comparison, QEMU's own direct kernel boot: [`QemuRun::direct`]);
+/// [`QemuRun::raspi4b`] for the Raspberry Pi 4 model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QemuRun {
+    /// The machine model.
+    pub machine: Machine,
     /// The `-bios` flash image; `None` for QEMU's own boot of `-kernel` (it loads the
     /// kernel, initrd and DTB into RAM itself and enters the kernel at EL2).
     pub image: Option<PathBuf>,
@@ -108,6 +125,9 @@ pub struct QemuRun {
     pub initrd: Option<PathBuf>,
     /// Command line (`-append`), `hypstub.*` options included.
     pub append: Option<String>,
+    /// The device tree QEMU loads and passes in x0 (`-dtb`; raspi4b needs one, else x0
+    /// points at ATAGs).
+    pub dtb: Option<PathBuf>,
     /// Wait for a debugger on TCP port 1234 (`-s -S`).
     pub gdb: bool,
     /// Anything else, appended last.
@@ -118,6 +138,7 @@ impl QemuRun {
     /// One CPU, GICv3, 512 MiB, `-cpu max`, no payload: the built-in demo.
     pub fn new(image: impl Into<PathBuf>) -> Self {
         QemuRun {
+            machine: Machine::Virt,
             image: Some(image.into()),
             smp: 1,
             gic: Gic::V3,
@@ -126,8 +147,24 @@ impl QemuRun {
             kernel: None,
             initrd: None,
             append: None,
+            dtb: None,
             gdb: false,
             extra_args: Vec::new(),
+        }
+    }
+
+    /// QEMU `-M raspi4b -m 2G` booting `kernel` (a raw image: hypstub's `kernel8.img`, or
+    /// a Linux `Image` booted directly), no DTB, initrd or command line yet.
+    pub fn raspi4b(kernel: impl Into<PathBuf>) -> Self {
+        QemuRun {
+            machine: Machine::Raspi4b,
+            image: None,
+            kernel: Some(kernel.into()),
+            cpu: Cpu::CortexA72,
+            gic: Gic::V2,
+            smp: RASPI4B_CPUS,
+            mem: RASPI4B_MEM.into(),
+            ..QemuRun::new("")
         }
     }
 
@@ -156,6 +193,8 @@ impl QemuRun {
         initrd: impl Into<PathBuf> = |initrd| Some(initrd.into());
         /// Sets the command line.
         append: impl Into<String> = |append| Some(append.into());
+        /// Sets the device tree.
+        dtb: impl Into<PathBuf> = |dtb| Some(dtb.into());
     }
 
     /// Adds an argument at the end.
@@ -168,17 +207,26 @@ impl QemuRun {
     pub fn machine_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         let mut push = |a: &dyn AsRef<OsStr>| args.push(a.as_ref().to_owned());
-        push(&"-M");
-        push(&format!("virt,virtualization=on,gic-version={}", self.gic));
-        push(&"-cpu");
-        push(&self.cpu.to_string());
-        push(&"-smp");
-        push(&self.smp.to_string());
+        match self.machine {
+            Machine::Virt => {
+                push(&"-M");
+                push(&format!("virt,virtualization=on,gic-version={}", self.gic));
+                push(&"-cpu");
+                push(&self.cpu.to_string());
+                push(&"-smp");
+                push(&self.smp.to_string());
+            }
+            Machine::Raspi4b => {
+                push(&"-M");
+                push(&"raspi4b");
+            }
+        }
         push(&"-m");
         push(&self.mem);
-        let optional: [(&str, Option<&OsStr>); 4] = [
+        let optional: [(&str, Option<&OsStr>); 5] = [
             ("-bios", self.image.as_deref().map(Path::as_os_str)),
             ("-kernel", self.kernel.as_deref().map(Path::as_os_str)),
+            ("-dtb", self.dtb.as_deref().map(Path::as_os_str)),
             ("-initrd", self.initrd.as_deref().map(Path::as_os_str)),
             ("-append", self.append.as_deref().map(OsStr::new)),
         ];
@@ -197,27 +245,32 @@ impl QemuRun {
     }
 
     /// The command for a person at a terminal: console and QEMU's monitor multiplexed on
-    /// stdio (`-nographic`; Ctrl-A X quits), `-no-reboot` so a guest reset ends QEMU.
+    /// stdio (Ctrl-A X quits; on raspi4b Ctrl-A C moves the keyboard on from the PL011 to
+    /// the mini-UART and then the monitor), `-no-reboot` so a guest reset ends QEMU.
     pub fn interactive_command(&self, qemu: &Qemu) -> Command {
         let mut cmd = Command::new(&qemu.path);
-        cmd.args(self.machine_args())
-            .args(["-nographic", "-no-reboot"]);
+        cmd.args(self.machine_args());
+        match self.machine {
+            Machine::Virt => cmd.args(["-nographic", "-no-reboot"]),
+            Machine::Raspi4b => cmd.args(["-display", "none"]).args(RASPI4B_SERIALS).args([
+                "-mon",
+                "chardev=serial,mode=readline",
+                "-no-reboot",
+            ]),
+        };
         cmd
     }
 
-    /// The command for a captured run: serial console on stdout, no monitor, no display,
-    /// nothing read from stdin, `-no-reboot`.
+    /// The command for a captured run: serial console on stdout (on raspi4b both serial
+    /// ports, multiplexed), no monitor, no display, nothing read from stdin, `-no-reboot`.
     pub fn captured_command(&self, qemu: &Qemu) -> Command {
         let mut cmd = Command::new(&qemu.path);
-        cmd.args(self.machine_args()).args([
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-            "-monitor",
-            "none",
-            "-no-reboot",
-        ]);
+        cmd.args(self.machine_args()).args(["-display", "none"]);
+        match self.machine {
+            Machine::Virt => cmd.args(["-serial", "stdio"]),
+            Machine::Raspi4b => cmd.args(RASPI4B_SERIALS),
+        };
+        cmd.args(["-monitor", "none", "-no-reboot"]);
         cmd
     }
 
@@ -225,15 +278,7 @@ impl QemuRun {
     /// appears in the log (QEMU is then killed), or `capture.timeout` passes (QEMU is
     /// killed and the error holds the log so far).
     pub fn run_captured(&self, qemu: &Qemu, capture: &Capture) -> Result<RunOutcome, RunError> {
-        Self::run_command_captured(self.captured_command(qemu), capture)
-    }
-
-    /// Runs any QEMU command (another machine than `virt`, its serial console on stdout)
-    /// the way [`QemuRun::run_captured`] runs this one.
-    pub fn run_command_captured(
-        mut cmd: Command,
-        capture: &Capture,
-    ) -> Result<RunOutcome, RunError> {
+        let mut cmd = self.captured_command(qemu);
         let command = display_command(&cmd);
         let start = Instant::now();
         let mut child = cmd
@@ -313,6 +358,25 @@ impl QemuRun {
         })
     }
 }
+
+/// raspi4b's CPUs: four Cortex-A72s, always.
+pub const RASPI4B_CPUS: u32 = 4;
+
+/// raspi4b's RAM: the model's board revision (0xb03115) is a 2 GiB Pi 4, and QEMU refuses
+/// any other `-m`.
+pub const RASPI4B_MEM: &str = "2G";
+
+/// Both raspi4b serial ports (PL011 first, mini-UART second) into one stdio chardev
+/// (`mux=on`): each port's output goes to stdout as it comes, so a captured log holds both
+/// in the order QEMU wrote them.
+const RASPI4B_SERIALS: [&str; 6] = [
+    "-chardev",
+    "stdio,id=serial,mux=on",
+    "-serial",
+    "chardev:serial",
+    "-serial",
+    "chardev:serial",
+];
 
 /// How to capture a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -564,6 +628,32 @@ mod tests {
                 "none",
                 "-no-reboot",
             ]
+        );
+    }
+
+    #[test]
+    fn raspi4b_command_lines() {
+        let run = QemuRun::raspi4b("/f/kernel8.img")
+            .dtb("/q/pi.dtb")
+            .initrd("/f/payload.itb")
+            .append("console=ttyS1,115200 clk_ignore_unused");
+        assert_eq!(
+            args(&run.captured_command(&fake_qemu("q"))).join(" "),
+            "-M raspi4b -m 2G -kernel /f/kernel8.img -dtb /q/pi.dtb -initrd /f/payload.itb \
+             -append console=ttyS1,115200 clk_ignore_unused -display none \
+             -chardev stdio,id=serial,mux=on -serial chardev:serial -serial chardev:serial \
+             -monitor none -no-reboot"
+        );
+        assert_eq!(
+            args(&QemuRun::raspi4b("/k").interactive_command(&fake_qemu("q"))).join(" "),
+            "-M raspi4b -m 2G -kernel /k -display none -chardev stdio,id=serial,mux=on \
+             -serial chardev:serial -serial chardev:serial -mon chardev=serial,mode=readline \
+             -no-reboot"
+        );
+        // The virt machine's command line does not change with the new fields.
+        assert_eq!(
+            QemuRun::new("/b").dtb("/d").machine_args().len(),
+            QemuRun::new("/b").machine_args().len() + 2
         );
     }
 

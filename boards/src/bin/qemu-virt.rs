@@ -2,7 +2,8 @@
 //!
 //! The boot story: `entry.S` starts the boot CPU at EL2 with a stack; `qemu_virt_el2_main`
 //! sets up EL2 and the stub and drops to EL1; the EL1 stage (`qemu_virt_el1_main`) turns its
-//! MMU on, reads the payload and command line from fw_cfg (or takes the built-in demo),
+//! MMU on, reads the payload and command line from fw_cfg (or takes the built-in demo) --
+//! `-kernel` is an arm64 Image, or a FIT read whole into free RAM and checked there --,
 //! checks and places the payload, edits the DTB, stages everything with the relocation
 //! planner and issues HVC_SOFT_RESTART; the engine copies and enters the payload at EL2
 //! (default) or at EL1 with the stub resident.
@@ -25,18 +26,30 @@ mod firmware {
     use buddy_system_allocator::LockedHeap;
     use el2_stub::console::line;
     use el2_stub::regs::{self, CpuFeatures};
-    use hypstub_boards::el1::IdentityMemory;
+    use hypstub_boards::boot::{free_area, pa_bits, report_options, yes};
     use hypstub_boards::error::BootError;
+    use hypstub_boards::handover::{self, Bytes, Entry, Handoff, Segment};
+    use hypstub_boards::payload::{read_fit, Payload};
     use hypstub_boards::qemu_virt::fw_cfg::{self, FwCfg};
     use hypstub_boards::qemu_virt::{self as board, QemuVirt};
     use hypstub_boards::{console, demo, el1};
-    use loader::fdt::{Dtb, Edits};
+    use loader::fdt::{Dtb, Edits, FDT_MAGIC};
     use loader::image::{self, ImageHeader};
-    use loader::options::{self, CopyMode, El, Options};
-    use log::{error, info, warn, LevelFilter};
-    use reloc::plan::{Finish, Layout, Planner};
+    use loader::options::{self, El};
+    use log::{info, LevelFilter};
+    use reloc::plan::Layout;
 
     el2_stub::platform!(QemuVirt);
+
+    // The board's entry points (each board binary assembles its own, so that one image
+    // never carries another board's `_start`).
+    core::arch::global_asm!(
+        include_str!("../qemu_virt/entry.S"),
+        SCTLR_EL2_MMU_OFF = const el2_stub::regs::SCTLR_EL2_MMU_OFF,
+        STACK_SIZE = const el2_stub::cpus::STACK_SIZE,
+        RAM_START = const board::RAM_START,
+        PAYLOAD_LOWEST = const board::PAYLOAD_LOWEST,
+    );
 
     #[global_allocator]
     static HEAP: LockedHeap<32> = LockedHeap::empty();
@@ -74,14 +87,6 @@ mod firmware {
         )
     }
 
-    fn yes(b: bool) -> &'static str {
-        if b {
-            "yes"
-        } else {
-            "no"
-        }
-    }
-
     /// Started at the wrong EL: say what QEMU option is missing, and stop.
     fn wrong_el(el: u64) -> ! {
         let put = board::console_raw;
@@ -114,24 +119,30 @@ mod firmware {
         init_heap();
         info!("el1: MMU and caches on; heap {} KiB", heap_size() / 1024);
         match boot(dtb) {
-            Ok(handoff) => enter(handoff),
-            Err(e) => stop_with(&e),
+            // The stub's RAM needs no maintenance (the EL1 stage never maps it); the DTB area
+            // and the EL1 stage's RAM were written through the caches.
+            Ok(h) => handover::enter(&h, &board::DTB, &board::EL1_RAM, board::power_off),
+            Err(e) => handover::stop_with(&e, board::power_off),
         }
     }
 
-    /// What the point of no return needs: the engine and its argument block.
-    struct Handoff {
-        engine: u64,
-        args: u64,
-        el: u64,
+    /// Where the bytes of the kernel or the initrd come from.
+    enum Source {
+        /// Read straight from fw_cfg into the staging pages: the user's `-kernel` (an arm64
+        /// Image) or `-initrd`, of this many bytes.
+        FwCfg(u32),
+        /// Copied from memory: a part of the FIT given as `-kernel`, or the built-in demo
+        /// payload in the image.
+        Memory(&'static [u8]),
     }
 
-    /// Where the payload's bytes come from.
-    enum Source {
-        /// The user's `-kernel`, through fw_cfg, of this many bytes.
-        FwCfg(u32),
-        /// The built-in demo payload, in the image.
-        Demo(&'static [u8]),
+    impl Source {
+        fn len(&self) -> u64 {
+            match self {
+                Source::FwCfg(n) => u64::from(*n),
+                Source::Memory(b) => b.len() as u64,
+            }
+        }
     }
 
     /// Everything before the point of no return: each step can fail with a message, and
@@ -147,7 +158,7 @@ mod firmware {
         let (opts, payload_cmdline) = options::parse(&cmdline)?;
         #[cfg(feature = "test-el1-fault")]
         if cmdline.split_whitespace().any(|w| w == "test.el1_fault") {
-            warn!("test hook: reading the stub's RAM, which the EL1 stage does not map");
+            log::warn!("test hook: reading the stub's RAM, which the EL1 stage does not map");
             // SAFETY: none needed for the hardware: the address is unmapped at EL1, so the
             // read faults and the EL1 vectors report it; it is a test of exactly that.
             let _ = unsafe { core::ptr::read_volatile(board::RESIDENT.start as *const u64) };
@@ -156,33 +167,49 @@ mod firmware {
         report_options(&opts, &cmdline);
 
         // SAFETY: at EL1 with the early tables on, and the only use of the DTB area.
-        let mut dtb = Dtb::new(unsafe { board::dtb_area() })?;
-        let ram = ram_range(&dtb)?;
+        let dtb_area = unsafe { board::dtb_area() };
+        let ram = ram_range(&Dtb::new(&mut *dtb_area)?)?;
         info!(
             "dtb: at {dtb_addr:#x}, RAM {:#x}..{:#x} ({} MiB)",
             ram.start,
             ram.end,
             (ram.end - ram.start) >> 20
         );
-        map_all_ram(&ram)?;
+        handover::map_all_ram(
+            core::slice::from_ref(&ram),
+            core::slice::from_ref(&board::RESIDENT),
+            &board::FLASH,
+            &board::DEVICES,
+        )?;
 
-        let source = match fw.kernel_size()? {
+        // The payload: the demo, a FIT, or an arm64 Image.
+        let (kernel, header, fit) = match fw.kernel_size()? {
             0 => {
-                if !demo::run() {
+                if !demo::run(true) {
                     return Err(BootError::DemoFailed);
                 }
-                Source::Demo(board::demo_payload())
+                let bytes = demo::payload();
+                (Source::Memory(bytes), header_of(bytes), None)
             }
-            n => Source::FwCfg(n),
-        };
-        let (size, header) = match &source {
-            Source::FwCfg(n) => (u64::from(*n), fw.kernel_header()?),
-            Source::Demo(b) => {
-                let mut h = [0u8; fw_cfg::HEADER_LEN];
-                h.copy_from_slice(&b[..fw_cfg::HEADER_LEN]);
-                (b.len() as u64, h)
+            n => {
+                let header = fw.kernel_header()?;
+                if header[..4] == FDT_MAGIC.to_be_bytes() {
+                    let fit = read_fit_from_fw_cfg(&mut fw, n, &ram)?;
+                    (Source::Memory(fit.kernel), header_of(fit.kernel), Some(fit))
+                } else {
+                    (Source::FwCfg(n), header, None)
+                }
             }
         };
+        // The initrd: the FIT's, or `-initrd`; never both, as which one is meant cannot
+        // be told.
+        let initrd_source = match (fit.as_ref().and_then(|f| f.ramdisk), fw.initrd_size()?) {
+            (Some(_), n @ 1..) => return Err(BootError::FitAndInitrd { initrd: n }),
+            (Some(bytes), 0) => Some(Source::Memory(bytes)),
+            (None, 0) => None,
+            (None, n) => Some(Source::FwCfg(n)),
+        };
+        let size = kernel.len();
         let header = ImageHeader::parse(&header)?;
         let el = if opts.el == El::One { 1 } else { 2 };
         // Only a payload at EL1 keeps the stub; at EL2 the payload owns EL2 and the stub's
@@ -207,13 +234,25 @@ mod firmware {
             image.end
         );
         options::check_length(&payload_cmdline, options::LINUX_COMMAND_LINE_SIZE)?;
-        let initrd = match fw.initrd_size()? {
-            0 => None,
-            n => {
-                let start = image.end.next_multiple_of(4096);
-                Some(start..start + u64::from(n))
-            }
-        };
+        let initrd = initrd_source.as_ref().map(|src| {
+            let start = image.end.next_multiple_of(4096);
+            start..start + src.len()
+        });
+
+        // The payload's DTB: QEMU's, or the FIT's copied over it (QEMU's has told the RAM
+        // already), in the DTB area, whose 1 MiB is room for the edits.
+        if let Some(f) = fit.as_ref().and_then(|f| f.fdt) {
+            let room = dtb_area.len();
+            dtb_area
+                .get_mut(..f.len())
+                .ok_or(BootError::FitFdtTooLarge {
+                    size: f.len(),
+                    room,
+                })?
+                .copy_from_slice(f);
+            info!("dtb: using the FIT's device tree ({} bytes)", f.len());
+        }
+        let mut dtb = Dtb::new(dtb_area)?;
 
         // DTB edits first: if the DTB cannot take them, nothing has been loaded yet.
         let mut edits = Edits::new().bootargs(&payload_cmdline);
@@ -264,151 +303,123 @@ mod firmware {
 
         // The plan: staging pages in free RAM, none inside a destination, none where the
         // EL1 stage or the DTB still are.
-        let mut planner = Planner::new(
-            Layout {
-                ram: alloc::vec![ram.clone()],
-                protected: protected
-                    .iter()
-                    .map(|r| (r.clone(), "the stub's resident RAM"))
-                    .collect(),
-                // Destinations may cover these, staging may not: the DTB until it is staged,
-                // the EL1 stage, the whole image span (its .bss too is the payload's from its
-                // first instruction), and the stub's RAM, which the EL1 stage does not map
-                // and the stub uses until the HVC even when the payload will not keep it.
-                busy: alloc::vec![board::DTB, board::EL1_RAM, image.clone(), board::RESIDENT],
-                console: Some(board::PL011 as u64),
-                pa_bits: pa_bits(),
-            },
-            // SAFETY: `map_all_ram` switched to the full map above; the planner is the only
-            // user.
-            unsafe { IdentityMemory::new() },
-        )?;
-        let kernel = planner.add_segment("payload", image.start..image.start + size)?;
-        let initrd_seg = match &initrd {
-            Some(r) => Some(planner.add_segment("initrd", r.clone())?),
-            None => None,
+        let layout = Layout {
+            ram: alloc::vec![ram.clone()],
+            protected: protected
+                .iter()
+                .map(|r| (r.clone(), "the stub's resident RAM"))
+                .collect(),
+            // Destinations may cover these, staging may not: the DTB until it is staged, the
+            // EL1 stage, the whole image span (its .bss too is the payload's from its first
+            // instruction), and the stub's RAM, which the EL1 stage does not map and the stub
+            // uses until the HVC even when the payload will not keep it. The FIT, where the
+            // kernel, initrd and DTB are copied from, likewise.
+            busy: [board::DTB, board::EL1_RAM, image.clone(), board::RESIDENT]
+                .into_iter()
+                .chain(fit.as_ref().and_then(|f| f.source.clone()))
+                .collect(),
+            console: Some(board::PL011 as u64),
+            console_mini_uart: false,
+            pa_bits: pa_bits(),
         };
-        let dtb_seg = planner.add_segment("dtb", dtb_dest..dtb_dest + dtb_len)?;
-        let runs = planner.stage()?;
-        let mut cpu_written = alloc::vec::Vec::new();
-        match source {
-            Source::FwCfg(_) => fw.load_kernel_runs(&runs[kernel])?,
-            Source::Demo(bytes) => {
-                copy_into(&runs[kernel], bytes);
-                cpu_written.extend(runs[kernel].iter().cloned());
+        let bytes = |s: &Source| match s {
+            Source::FwCfg(_) => Bytes::Device,
+            Source::Memory(b) => Bytes::Copy(b),
+        };
+        let mut segments = alloc::vec![Segment {
+            name: "payload",
+            dest: image.start..image.start + size,
+            bytes: bytes(&kernel),
+        }];
+        if let (Some(r), Some(src)) = (&initrd, &initrd_source) {
+            segments.push(Segment {
+                name: "initrd",
+                dest: r.clone(),
+                bytes: bytes(src),
+            });
+        }
+        segments.push(Segment {
+            name: "dtb",
+            dest: dtb_dest..dtb_dest + dtb_len,
+            bytes: Bytes::Copy(dtb.as_bytes()),
+        });
+        // Only the kernel (segment 0) and the initrd (1) can come from fw_cfg.
+        let mut load = |i: usize, runs: &[Range<u64>]| -> Result<(), BootError> {
+            if i == 0 {
+                fw.load_kernel_runs(runs)?;
+            } else {
+                fw.load_initrd_runs(runs)?;
             }
-        }
-        if let Some(i) = initrd_seg {
-            fw.load_initrd_runs(&runs[i])?;
-        }
-        copy_into(&runs[dtb_seg], dtb.as_bytes());
-        cpu_written.extend(runs[dtb_seg].iter().cloned());
-        let crc_hw = cpu_has_crc32();
-        let ready = planner.finish(Finish {
-            entry: image.start,
-            regs: [dtb_dest, 0, 0, 0],
-            el,
-            mmu: opts.copy == CopyMode::Mmu,
-            digests: opts.verify && crc_hw,
-            crc_hw,
-            psci_stop: true,
-            engine: reloc::engine::code(),
-        })?;
-        if opts.verify && !crc_hw {
-            warn!("reloc: this CPU has no CRC32 instructions: copies are not verified");
-        }
+            Ok(())
+        };
         #[cfg(feature = "test-corrupt-staging")]
-        corrupt_first_staged_page(&runs[kernel], &mut cpu_written);
+        let tamper: Option<&handover::Tamper> = Some(&corrupt_first_staged_page);
+        #[cfg(not(feature = "test-corrupt-staging"))]
+        let tamper = None;
+        handover::relocate(
+            layout,
+            &segments,
+            &Entry {
+                pc: image.start,
+                regs: [dtb_dest, 0, 0, 0],
+                el,
+                copy: opts.copy,
+                verify: opts.verify,
+                psci_stop: true,
+            },
+            &mut load,
+            tamper,
+        )
+    }
+
+    /// The `-kernel` item, which starts with the FDT magic, read whole into the highest free
+    /// RAM (away from the firmware, the DTB and the low RAM where payloads go), then parsed
+    /// and every hash of its default configuration checked. Its range stays busy: nothing is
+    /// staged over it.
+    fn read_fit_from_fw_cfg(
+        fw: &mut FwCfg<fw_cfg::DmaDevice<fw_cfg::Mmio, el1::cache::CpuCache>>,
+        size: u32,
+        ram: &Range<u64>,
+    ) -> Result<Payload<'static>, BootError> {
+        let len = u64::from(size);
+        let firmware = board::RAM_START..board::PAYLOAD_LOWEST;
+        let area = free_area(
+            ram,
+            core::slice::from_ref(&firmware),
+            len.next_multiple_of(4096),
+            4096,
+        )
+        .ok_or(BootError::FitTooLarge {
+            size: len,
+            ram: ram.clone(),
+        })?;
+        let at = area.start..area.start + len;
+        fw.load_kernel(at.clone())?;
         info!(
-            "reloc: {} bytes staged in {} pages; {} list pages, {} page-table pages; engine at {:#x}, argument block at {:#x}; copy with the MMU {}",
-            ready.bytes,
-            ready.staging_pages,
-            ready.list_pages,
-            ready.table_pages,
-            ready.engine_entry,
-            ready.args,
-            if opts.copy == CopyMode::Mmu { "and caches on" } else { "off" }
+            "fw_cfg: -kernel is a FIT: {len} bytes read to {:#x}..{:#x}",
+            at.start, at.end
         );
-
-        // What the engine reads with its MMU off, or copies, must be in memory.
-        reloc::plan::clean_for_engine(&ready, &cpu_written, &mut el1::cache::CpuCache);
-        Ok(Handoff {
-            engine: ready.engine_entry,
-            args: ready.args,
-            el,
-        })
+        // SAFETY: free RAM (above the firmware's, inside the RAM `map_all_ram` mapped as
+        // data), written only by the DMA above; busy for the planner, so nothing writes it
+        // before the payload is staged.
+        unsafe { read_fit(&at) }
     }
 
-    /// Maps all of RAM (the relocation writes anywhere in it) and switches to that map.
-    fn map_all_ram(ram: &Range<u64>) -> Result<(), BootError> {
-        let map = el1::map::build(
-            core::slice::from_ref(ram),
-            &board::RESIDENT,
-            &board::FLASH,
-            &board::DEVICES,
-        )?;
-        let root = map.root_address().0 as u64;
-        // The tables must outlive the EL1 stage; an active aarch64-paging map must never be
-        // dropped.
-        core::mem::forget(map);
-        // SAFETY: the new map covers everything the early one did (code, devices, the EL1
-        // stage's RAM) with the same attributes, so execution continues unchanged.
-        unsafe { el1::hypstub_el1_switch_tables(root, el1::map::TCR_EL1) };
-        info!("el1: all RAM mapped (tables at {root:#x})");
-        Ok(())
-    }
-
-    fn copy_into(runs: &[Range<u64>], mut bytes: &[u8]) {
-        for r in runs {
-            let n = ((r.end - r.start) as usize).min(bytes.len());
-            // SAFETY: staging runs are RAM the planner allocated for this segment, mapped as
-            // data by the full map and used by nothing else.
-            let dst = unsafe {
-                core::slice::from_raw_parts_mut(r.start as *mut u8, (r.end - r.start) as usize)
-            };
-            dst[..n].copy_from_slice(&bytes[..n]);
-            dst[n..].fill(0);
-            bytes = &bytes[n..];
-        }
+    /// The first bytes of an image in memory, as fw_cfg would read them (zeros past its end).
+    fn header_of(bytes: &[u8]) -> [u8; fw_cfg::HEADER_LEN] {
+        let mut h = [0u8; fw_cfg::HEADER_LEN];
+        let n = bytes.len().min(h.len());
+        h[..n].copy_from_slice(&bytes[..n]);
+        h
     }
 
     #[cfg(feature = "test-corrupt-staging")]
     fn corrupt_first_staged_page(runs: &[Range<u64>], written: &mut alloc::vec::Vec<Range<u64>>) {
         let p = runs[0].start;
-        warn!("test hook: corrupting the staged byte at {p:#x} after planning");
+        log::warn!("test hook: corrupting the staged byte at {p:#x} after planning");
         // SAFETY: the first staging page of the payload, mapped as data.
         unsafe { (p as *mut u8).write_volatile(!(p as *const u8).read_volatile()) };
         written.push(p..p + 4096);
-    }
-
-    /// The CPU's physical address size (ID_AA64MMFR0_EL1.PARange).
-    fn pa_bits() -> u32 {
-        use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1};
-        match ID_AA64MMFR0_EL1.get() & 0xf {
-            0 => 32,
-            1 => 36,
-            2 => 40,
-            3 => 42,
-            4 => 44,
-            5 => 48,
-            _ => 52,
-        }
-    }
-
-    /// FEAT_CRC32 (ID_AA64ISAR0_EL1.CRC32), which the engine's digest check uses.
-    fn cpu_has_crc32() -> bool {
-        use aarch64_cpu::registers::{Readable, ID_AA64ISAR0_EL1};
-        (ID_AA64ISAR0_EL1.get() >> 16) & 0xf != 0
-    }
-
-    fn report_options(opts: &Options, raw: &str) {
-        info!(
-            "options: el={} copy={:?} verify={} log={} (command line \"{raw}\")",
-            if opts.el == El::One { 1 } else { 2 },
-            opts.copy,
-            if opts.verify { "on" } else { "off" },
-            opts.log
-        );
     }
 
     fn ram_range(dtb: &Dtb<'_>) -> Result<Range<u64>, BootError> {
@@ -416,47 +427,6 @@ mod firmware {
             .into_iter()
             .find(|r| r.contains(&board::RAM_START))
             .ok_or(BootError::NoRam(board::RAM_START))
-    }
-
-    /// The point of no return: HVC_SOFT_RESTART runs the engine at EL2 with x0 = the block.
-    fn enter(h: Handoff) -> ! {
-        info!(
-            "payload: entering at EL{} through the engine{}",
-            h.el,
-            if h.el == 1 {
-                "; the stub stays at EL2"
-            } else {
-                ""
-            }
-        );
-        info!(
-            "reloc: HVC_SOFT_RESTART to the engine at {:#x} with the block at {:#x}",
-            h.engine, h.args
-        );
-        // SAFETY: the plan is checked and cleaned to PoC; the ranges are the DTB area and the
-        // EL1 stage's RAM, both mapped as data; on success this never returns.
-        let r = unsafe {
-            el1::hypstub_el1_soft_restart(
-                h.engine,
-                h.args,
-                board::DTB.start,
-                board::DTB.end,
-                board::EL1_RAM.start,
-                board::EL1_RAM.end,
-            )
-        };
-        // Only a refused call returns (the stub checks the entry).
-        error!(
-            "reloc: the stub refused HVC_SOFT_RESTART to {:#x} (x0 = {r:#x})",
-            h.engine
-        );
-        board::power_off()
-    }
-
-    fn stop_with(e: &BootError) -> ! {
-        error!("{e}");
-        error!("hypstub: stopping: nothing was loaded; fix the above and boot again");
-        board::power_off()
     }
 
     fn init_heap() {

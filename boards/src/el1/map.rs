@@ -72,19 +72,24 @@ pub fn without(ram: &[Range<u64>], hole: &Range<u64>) -> alloc::vec::Vec<Range<u
     out
 }
 
-/// Builds the map: `ram` as data except `resident`, `code` as read-only executable, `devices`
-/// as Device-nGnRE. The tables come from the heap (the EL1 stage's RAM).
+/// Builds the map: `ram` as data except `holes` (the stub's resident RAM, left unmapped) and
+/// `code`, then `code` as read-only executable, `devices` as Device-nGnRE. The tables come
+/// from the heap (the EL1 stage's RAM).
 ///
 /// # Errors
 /// A range aarch64-paging cannot map (beyond the 39-bit VA, for instance).
 pub fn build(
     ram: &[Range<u64>],
-    resident: &Range<u64>,
+    holes: &[Range<u64>],
     code: &Range<u64>,
     devices: &Range<u64>,
 ) -> Result<IdMap<El1And0>, MapError> {
     let mut m = IdMap::with_asid(0, ROOT_LEVEL, El1And0);
-    for r in without(ram, resident) {
+    let mut data = without(ram, code);
+    for hole in holes {
+        data = without(&data, hole);
+    }
+    for r in data {
         map(&mut m, "RAM", &r, DATA)?;
     }
     map(&mut m, "the firmware's code", code, CODE)?;
@@ -114,7 +119,7 @@ mod tests {
     fn builds_on_the_host() {
         let m = build(
             core::slice::from_ref(&(0x4000_0000..0x8000_0000)),
-            &(0x4010_0000..0x4012_0000),
+            core::slice::from_ref(&(0x4010_0000..0x4012_0000)),
             &(0..0x0800_0000),
             &(0x0800_0000..0x4000_0000),
         );

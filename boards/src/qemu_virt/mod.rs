@@ -157,34 +157,9 @@ pub unsafe fn dtb_area() -> &'static mut [u8] {
 }
 
 #[cfg(target_arch = "aarch64")]
-core::arch::global_asm!(
-    include_str!("entry.S"),
-    SCTLR_EL2_MMU_OFF = const el2_stub::regs::SCTLR_EL2_MMU_OFF,
-    STACK_SIZE = const el2_stub::cpus::STACK_SIZE,
-    RAM_START = const RAM_START,
-    PAYLOAD_LOWEST = const PAYLOAD_LOWEST,
-);
-
-#[cfg(target_arch = "aarch64")]
-core::arch::global_asm!(include_str!("demo_payload.S"), PL011 = const PL011);
-
-#[cfg(target_arch = "aarch64")]
 unsafe extern "C" {
     /// Where the stub sends the boot CPU at EL1 (`entry.S`).
     pub fn qemu_virt_el1_entry();
-    static hypstub_demo_payload_start: u8;
-    static hypstub_demo_payload_end: u8;
-}
-
-/// The built-in demo payload (`demo_payload.S`): an arm64 Image in the firmware's read-only
-/// data, relocated like any payload.
-#[cfg(target_arch = "aarch64")]
-#[must_use]
-pub fn demo_payload() -> &'static [u8] {
-    let start = core::ptr::addr_of!(hypstub_demo_payload_start);
-    let end = core::ptr::addr_of!(hypstub_demo_payload_end);
-    // SAFETY: the two symbols bound the payload's bytes in read-only flash, start first.
-    unsafe { core::slice::from_raw_parts(start, end as usize - start as usize) }
 }
 
 // The layout the linker script and the early tables assume.

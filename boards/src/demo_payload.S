@@ -1,7 +1,9 @@
-// The built-in demo payload for QEMU virt: a small position-independent arm64 Image that the
-// firmware relocates with the engine like any `-kernel`, and that reports the booting.rst
-// entry contract it finds (EL, x0..x3, MMU, DAIF) on the PL011, then powers off.
-// It is bytes in the firmware's read-only data, never executed in place.
+// The built-in demo payload: a small position-independent arm64 Image that the firmware
+// relocates with the engine like any payload, and that reports the booting.rst entry
+// contract it finds (EL, x0..x3, MMU, DAIF) on the console, then powers off.
+// It is bytes in the firmware's read-only data, never executed in place. Its three
+// configuration words after the header (demo.rs writes them into the staged copy) say where
+// the console is, which kind it is, and how to power off; the defaults are QEMU virt's.
 .section .rodata.hypstub_demo_payload, "a"
 .balign 4096
 .global hypstub_demo_payload_start
@@ -14,13 +16,18 @@ hypstub_demo_payload_start:
     .quad   0, 0, 0                         // res2..res4
     .word   0x644d5241                      // magic "ARM\x64"
     .word   0                               // res5
+.Ldemo_console:  .quad {PL011}                  // +0x40: console UART registers
+.Ldemo_kind:     .quad 0                        // +0x48: 0 = PL011, 1 = BCM2835 mini-UART
+.Ldemo_power:    .quad 0                        // +0x50: 0 = PSCI SYSTEM_OFF by smc, else the
+                                                //        BCM2711 PM block's address
 1:  mov     x19, x0
     orr     x20, x1, x2
     orr     x20, x20, x3
     mrs     x21, CurrentEL
     ubfx    x21, x21, #2, #2
     mrs     x22, daif
-    mov     x23, #{PL011}
+    ldr     x23, .Ldemo_console
+    ldr     x25, .Ldemo_kind
     cmp     x21, #2
     b.ne    2f
     mrs     x24, sctlr_el2
@@ -67,9 +74,21 @@ hypstub_demo_payload_start:
 7:  bl      .Ldemo_puts
     adr     x1, .Ldemo_msg_off
     bl      .Ldemo_puts
+    ldr     x9, .Ldemo_power
+    cbnz    x9, 14f
     ldr     w0, .Ldemo_system_off
     smc     #0
 8:  wfe
+    b       8b
+    // BCM2711 power off, as Linux's bcm2835_wdt does it: PM_RSTS asks the firmware to halt
+    // (partition 63), then a watchdog reset after 10 ticks (PM_WDOG, PM_RSTC full reset).
+    // Every write carries the PM password in bits 31:24.
+14: ldr     w10, .Ldemo_pm_halt
+    str     w10, [x9, #0x20]
+    ldr     w10, .Ldemo_pm_wdog
+    str     w10, [x9, #0x24]
+    ldr     w10, .Ldemo_pm_reset
+    str     w10, [x9, #0x1c]
     b       8b
 
 .Ldemo_puts:
@@ -97,21 +116,35 @@ hypstub_demo_payload_start:
     mov     x30, x11
     ret
 
+// PL011: wait while UARTFR.TXFF; mini-UART: wait for AUX_MU_LSR bit 5 (transmitter empty).
 .Ldemo_putc:
     cmp     w0, #'\n'
     b.ne    13f
     mov     w9, #'\r'
+    cbnz    x25, 15f
 12: ldr     w8, [x23, #0x18]
     tbnz    w8, #5, 12b
     str     w9, [x23]
-13: ldr     w8, [x23, #0x18]
-    tbnz    w8, #5, 13b
+    b       13f
+15: ldr     w8, [x23, #0x14]
+    tbz     w8, #5, 15b
+    str     w9, [x23]
+13: cbnz    x25, 16f
+17: ldr     w8, [x23, #0x18]
+    tbnz    w8, #5, 17b
+    str     w0, [x23]
+    ret
+16: ldr     w8, [x23, #0x14]
+    tbz     w8, #5, 16b
     str     w0, [x23]
     ret
 
 .balign 4
 .Ldemo_fdt_magic:    .word 0xedfe0dd0                // 0xd00dfeed as stored, read little-endian
 .Ldemo_system_off:   .word 0x84000008
+.Ldemo_pm_halt:      .word 0x5a000555
+.Ldemo_pm_wdog:      .word 0x5a00000a
+.Ldemo_pm_reset:     .word 0x5a000020
 .Ldemo_msg_el:       .asciz "demo payload: entered at EL"
 .Ldemo_msg_x0:       .asciz " with x0=0x"
 .Ldemo_msg_x1:       .asciz "; x1..x3 zero: "

@@ -1,0 +1,169 @@
+//! Steps of the EL1 stage that every board's boot story takes the same way: reading the
+//! CPU's relevant features, reporting the options, filling staging pages.
+
+use core::ops::Range;
+
+use loader::options::{El, Options};
+use log::info;
+
+/// The CPU's physical address size (ID_AA64MMFR0_EL1.PARange), for the relocation plan.
+#[cfg(target_arch = "aarch64")]
+#[must_use]
+pub fn pa_bits() -> u32 {
+    use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1};
+    pa_range_bits(ID_AA64MMFR0_EL1.get() & 0xf)
+}
+
+/// The bits a PARange value stands for (Arm ARM D19.2 ID_AA64MMFR0_EL1).
+#[must_use]
+pub fn pa_range_bits(pa_range: u64) -> u32 {
+    match pa_range {
+        0 => 32,
+        1 => 36,
+        2 => 40,
+        3 => 42,
+        4 => 44,
+        5 => 48,
+        _ => 52,
+    }
+}
+
+/// FEAT_CRC32 (ID_AA64ISAR0_EL1.CRC32), which the engine's digest check uses.
+#[cfg(target_arch = "aarch64")]
+#[must_use]
+pub fn cpu_has_crc32() -> bool {
+    use aarch64_cpu::registers::{Readable, ID_AA64ISAR0_EL1};
+    (ID_AA64ISAR0_EL1.get() >> 16) & 0xf != 0
+}
+
+/// Logs the options in effect and the command line they came from.
+pub fn report_options(opts: &Options, raw: &str) {
+    info!(
+        "options: el={} copy={:?} verify={} log={} (command line \"{raw}\")",
+        if opts.el == El::One { 1 } else { 2 },
+        opts.copy,
+        if opts.verify { "on" } else { "off" },
+        opts.log
+    );
+}
+
+/// "yes" or "no".
+#[must_use]
+pub fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// Copies `bytes` into the staging `runs` in order, zero-filling what is left of the last
+/// one.
+///
+/// # Safety
+/// Every run must be RAM the relocation planner allocated for this segment, mapped as data
+/// (VA = PA) and used by nothing else.
+pub unsafe fn copy_into(runs: &[Range<u64>], mut bytes: &[u8]) {
+    for r in runs {
+        let n = ((r.end - r.start) as usize).min(bytes.len());
+        // SAFETY: per the caller's contract.
+        let dst = unsafe {
+            core::slice::from_raw_parts_mut(r.start as *mut u8, (r.end - r.start) as usize)
+        };
+        dst[..n].copy_from_slice(&bytes[..n]);
+        dst[n..].fill(0);
+        bytes = &bytes[n..];
+    }
+}
+
+/// The highest `size`-byte range, aligned to `align` (a power of two), inside `bank` and
+/// overlapping none of `avoid`: free RAM for the EL1 stage to work in, away from the low
+/// memory where payloads go.
+#[must_use]
+pub fn free_area(
+    bank: &Range<u64>,
+    avoid: &[Range<u64>],
+    size: u64,
+    align: u64,
+) -> Option<Range<u64>> {
+    let mut end = bank.end;
+    loop {
+        let start = end.checked_sub(size)? & !(align - 1);
+        if start < bank.start {
+            return None;
+        }
+        let r = start..start + size;
+        match avoid
+            .iter()
+            .filter(|a| a.start < r.end && r.start < a.end)
+            .map(|a| a.start)
+            .min()
+        {
+            None => return Some(r),
+            Some(lowest) => end = lowest,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_area_is_the_highest_fit() {
+        let bank = 0..0x3c00_0000;
+        assert_eq!(
+            free_area(&bank, &[], 0x80_0000, 0x20_0000),
+            Some(0x3b80_0000..0x3c00_0000)
+        );
+        // The DTB near the top pushes it below; the FIT below that too.
+        let avoid = [
+            0x3bf0_0000..0x3bf1_0000,
+            0x3b00_0000..0x3b90_0000,
+            0..0x20_0000,
+        ];
+        assert_eq!(
+            free_area(&bank, &avoid, 0x80_0000, 0x20_0000),
+            Some(0x3a80_0000..0x3b00_0000)
+        );
+        assert_eq!(
+            free_area(
+                &(0..0x40_0000),
+                core::slice::from_ref(&(0..0x20_0000)),
+                0x80_0000,
+                0x20_0000
+            ),
+            None
+        );
+        assert_eq!(
+            free_area(
+                &(0..0x80_0000),
+                core::slice::from_ref(&(0x10_0000..0x10_1000)),
+                0x80_0000,
+                0x20_0000
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn pa_ranges() {
+        assert_eq!(pa_range_bits(2), 40);
+        assert_eq!(pa_range_bits(4), 44);
+        assert_eq!(pa_range_bits(6), 52);
+    }
+
+    #[test]
+    fn copies_and_zero_fills() {
+        let mut a = [0xffu8; 8];
+        let mut b = [0xffu8; 8];
+        let runs = [
+            a.as_mut_ptr() as u64..a.as_mut_ptr() as u64 + 8,
+            b.as_mut_ptr() as u64..b.as_mut_ptr() as u64 + 8,
+        ];
+        // SAFETY: the runs are the two local arrays.
+        unsafe { copy_into(&runs, &[1; 10]) };
+        assert_eq!(a, [1; 8]);
+        assert_eq!(b, [1, 1, 0, 0, 0, 0, 0, 0]);
+    }
+}

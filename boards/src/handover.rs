@@ -1,0 +1,199 @@
+//! The end of every board's EL1 stage, the same on each: map all RAM, stage the payload's
+//! segments with the relocation planner, finish and clean the plan, and make the point of no
+//! return (HVC_SOFT_RESTART); or, on an error before it, say so and stop.
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use loader::options::CopyMode;
+use log::{error, info, warn};
+use reloc::plan::{Finish, Layout, Planner};
+
+use crate::boot::{copy_into, cpu_has_crc32};
+use crate::el1::{self, cache::CpuCache, IdentityMemory};
+use crate::error::BootError;
+
+/// Where a segment's bytes come from.
+pub enum Bytes<'a> {
+    /// These bytes, which the CPU copies into the staging pages (and which are then cleaned).
+    Copy(&'a [u8]),
+    /// A device fills the staging pages itself (fw_cfg DMA), through the `load` callback of
+    /// [`relocate`], with its own cache maintenance.
+    Device,
+}
+
+/// One part of the payload: a name for messages, its destination, its bytes.
+pub struct Segment<'a> {
+    /// "payload", "initrd", "dtb".
+    pub name: &'static str,
+    /// Where the engine copies it.
+    pub dest: Range<u64>,
+    /// Its bytes.
+    pub bytes: Bytes<'a>,
+}
+
+/// How to enter the payload.
+pub struct Entry {
+    /// Its entry point (inside the first segment's destination).
+    pub pc: u64,
+    /// x0..x3.
+    pub regs: [u64; 4],
+    /// 1 or 2.
+    pub el: u64,
+    /// `hypstub.copy`.
+    pub copy: CopyMode,
+    /// `hypstub.verify`.
+    pub verify: bool,
+    /// The engine may power off with PSCI on a failure (the platform has PSCI).
+    pub psci_stop: bool,
+}
+
+/// Fills a [`Bytes::Device`] segment: given the segment's index and its staging runs.
+pub type Load<'a> = dyn FnMut(usize, &[Range<u64>]) -> Result<(), BootError> + 'a;
+
+/// Test images only: changes staged pages after planning (given the first segment's runs)
+/// and adds what it wrote to the ranges to clean.
+pub type Tamper = dyn Fn(&[Range<u64>], &mut Vec<Range<u64>>);
+
+/// What the point of no return needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handoff {
+    /// The engine's entry (HVC_SOFT_RESTART x1).
+    pub engine: u64,
+    /// The argument block (x2).
+    pub args: u64,
+    /// The EL the payload is entered at.
+    pub el: u64,
+}
+
+/// Stages `segments` with a planner over `layout`, fills them (`load` for
+/// [`Bytes::Device`] segments, given the segment's index and its staging runs), finishes the
+/// plan and cleans everything the engine reads to PoC. `tamper`, for test images only, may
+/// change staged pages after planning (it adds what it wrote to the list to clean).
+///
+/// # Errors
+/// The planner's, or `load`'s.
+pub fn relocate(
+    layout: Layout,
+    segments: &[Segment<'_>],
+    entry: &Entry,
+    load: &mut Load<'_>,
+    tamper: Option<&Tamper>,
+) -> Result<Handoff, BootError> {
+    // SAFETY: the caller's full map is active (every board maps all RAM before planning);
+    // the planner is the only user.
+    let mut planner = Planner::new(layout, unsafe { IdentityMemory::new() })?;
+    let mut ids = Vec::with_capacity(segments.len());
+    for s in segments {
+        ids.push(planner.add_segment(s.name, s.dest.clone())?);
+    }
+    let runs = planner.stage()?;
+    let mut written: Vec<Range<u64>> = Vec::new();
+    for (i, (s, id)) in segments.iter().zip(&ids).enumerate() {
+        match s.bytes {
+            Bytes::Copy(bytes) => {
+                // SAFETY: staging runs the planner allocated for this segment.
+                unsafe { copy_into(&runs[*id], bytes) };
+                written.extend(runs[*id].iter().cloned());
+            }
+            Bytes::Device => load(i, &runs[*id])?,
+        }
+    }
+    let crc_hw = cpu_has_crc32();
+    let ready = planner.finish(Finish {
+        entry: entry.pc,
+        regs: entry.regs,
+        el: entry.el,
+        mmu: entry.copy == CopyMode::Mmu,
+        digests: entry.verify && crc_hw,
+        crc_hw,
+        psci_stop: entry.psci_stop,
+        engine: reloc::engine::code(),
+    })?;
+    if entry.verify && !crc_hw {
+        warn!("reloc: this CPU has no CRC32 instructions: copies are not verified");
+    }
+    if let (Some(tamper), Some(first)) = (tamper, ids.first()) {
+        tamper(&runs[*first], &mut written);
+    }
+    info!(
+        "reloc: {} bytes staged in {} pages; {} list pages, {} page-table pages; engine at {:#x}, argument block at {:#x}; copy with the MMU {}",
+        ready.bytes,
+        ready.staging_pages,
+        ready.list_pages,
+        ready.table_pages,
+        ready.engine_entry,
+        ready.args,
+        if entry.copy == CopyMode::Mmu { "and caches on" } else { "off" }
+    );
+    // What the engine reads with its MMU off, or copies, must be in memory.
+    reloc::plan::clean_for_engine(&ready, &written, &mut CpuCache);
+    Ok(Handoff {
+        engine: ready.engine_entry,
+        args: ready.args,
+        el: entry.el,
+    })
+}
+
+/// Maps every RAM bank as data (minus `holes`), `code` as read-only executable and
+/// `devices` as Device memory with `aarch64-paging`, and switches to that map: the
+/// relocation writes anywhere in RAM, which the early tables do not all cover.
+///
+/// # Errors
+/// A range the map cannot hold.
+pub fn map_all_ram(
+    ram: &[Range<u64>],
+    holes: &[Range<u64>],
+    code: &Range<u64>,
+    devices: &Range<u64>,
+) -> Result<(), BootError> {
+    let map = el1::map::build(ram, holes, code, devices)?;
+    let root = map.root_address().0 as u64;
+    // The tables must outlive the EL1 stage; an active aarch64-paging map must never be
+    // dropped.
+    core::mem::forget(map);
+    // SAFETY: the new map covers everything the early one did that is still used (code,
+    // devices, the EL1 stage's RAM, the DTB, the payload) with the same attributes, so
+    // execution continues unchanged.
+    unsafe { el1::hypstub_el1_switch_tables(root, el1::map::TCR_EL1) };
+    info!("el1: all RAM mapped (tables at {root:#x})");
+    Ok(())
+}
+
+/// The point of no return: cleans and invalidates `a` and `b` (the EL1 stage's RAM and
+/// whatever else it wrote that a destination may cover) to PoC, then HVC_SOFT_RESTART runs
+/// the engine at EL2 with x0 = the block. Returns only if the stub refuses; then `stop`.
+pub fn enter(h: &Handoff, a: &Range<u64>, b: &Range<u64>, stop: fn() -> !) -> ! {
+    info!(
+        "payload: entering at EL{} through the engine{}",
+        h.el,
+        if h.el == 1 {
+            "; the stub stays at EL2"
+        } else {
+            ""
+        }
+    );
+    info!(
+        "reloc: HVC_SOFT_RESTART to the engine at {:#x} with the block at {:#x}",
+        h.engine, h.args
+    );
+    // SAFETY: the plan is checked and cleaned to PoC; the ranges are mapped as data (the
+    // caller's); on success this never returns.
+    let r =
+        unsafe { el1::hypstub_el1_soft_restart(h.engine, h.args, a.start, a.end, b.start, b.end) };
+    // Only a refused call returns (the stub checks the entry).
+    error!(
+        "reloc: the stub refused HVC_SOFT_RESTART to {:#x} (x0 = {r:#x})",
+        h.engine
+    );
+    stop()
+}
+
+/// An error before the point of no return: say it, say that nothing was loaded, `stop`.
+pub fn stop_with(e: &BootError, stop: fn() -> !) -> ! {
+    error!("{e}");
+    error!("hypstub: stopping: nothing was loaded; fix the above and boot again");
+    stop()
+}

@@ -1,0 +1,129 @@
+// Raspberry Pi 4 entry points. kernel8.img is loaded at 0x8_0000; the Pi firmware's armstub
+// (or hypstub's) enters it on the boot CPU at EL2, MMU off, x0 = DTB. Secondary CPUs wait in
+// the armstub's spin table and come here only when the EL1 stage takes them over
+// (hypstub.el=1).
+.section .text.entry, "ax"
+.global _start
+_start:
+    mov     x20, x0
+    // Only the boot CPU (Aff0 = 0) may run the firmware; another core sent here (a firmware
+    // that releases all cores at the kernel) parks for good.
+    mrs     x9, mpidr_el1
+    tst     x9, #0xff
+    b.ne    9f
+    mrs     x19, CurrentEL
+    ubfx    x19, x19, #2, #2
+    cmp     x19, #2
+    b.ne    1f
+    // SCTLR_EL2 resets to an UNKNOWN value on hardware: define it, MMU and caches off.
+    ldr     x9, ={SCTLR_EL2_MMU_OFF}
+    msr     sctlr_el2, x9
+    // From here on any exception at EL2 is reported by the stub (Arm ARM D1.3.1).
+    ldr     x9, =hypstub_el2_vectors
+    msr     vbar_el2, x9
+    isb
+    // The boot CPU (slot 0) takes the first EL2 stack.
+1:  ldr     x9, =HYPSTUB_EL2_STACKS
+    mov     x10, #{STACK_SIZE}
+    add     x9, x9, x10
+    mov     sp, x9
+    // Zero the shared page, the stub's RAM and .bss, copy .data, with plain aligned stores
+    // only (MMU off: this is Device memory).
+    ldr     x9, =__shared_start
+    ldr     x10, =__shared_end
+2:  cmp     x9, x10
+    b.hs    3f
+    stp     xzr, xzr, [x9], #16
+    b       2b
+3:  ldr     x9, =__stub_bss_start
+    ldr     x10, =__stub_bss_end
+4:  cmp     x9, x10
+    b.hs    5f
+    stp     xzr, xzr, [x9], #16
+    b       4b
+5:  ldr     x9, =__bss_start
+    ldr     x10, =__bss_end
+6:  cmp     x9, x10
+    b.hs    7f
+    stp     xzr, xzr, [x9], #16
+    b       6b
+7:  ldr     x9, =__data_start
+    ldr     x10, =__data_end
+    ldr     x11, =__data_lma
+8:  cmp     x9, x10
+    b.hs    10f
+    ldp     x12, x13, [x11], #16
+    stp     x12, x13, [x9], #16
+    b       8b
+10: mov     x0, x19
+    mov     x1, x20
+    bl      rpi4_el2_main
+9:  wfe
+    b       9b
+
+// The boot CPU arrives here at EL1 from the stub, MMU off, x0 = DTB, SP_EL1 set. What was
+// written with the MMU off (the shared page, the EL1 stage's RAM) and the image and what
+// follows it must not meet stale lines once the caches are on: hypstub_el1_mmu_on
+// invalidates them by VA first.
+.section .text.rpi4_el1_entry, "ax"
+.global rpi4_el1_entry
+rpi4_el1_entry:
+    mov     x19, x0
+    ldr     x0, =HYPSTUB_RPI4_L1
+    ldr     x1, ={EARLY_START}
+    ldr     x2, ={EARLY_END}
+    bl      hypstub_el1_mmu_on
+    mov     x0, x19
+    bl      rpi4_el1_main
+1:  wfe
+    b       1b
+
+// A secondary CPU released from the firmware's spin table by the EL1 stage (hypstub.el=1):
+// EL2, MMU off. It takes its slot's EL2 stack (slot = MPIDR Aff0), installs the stub
+// (rpi4_secondary_el2_main sets EL2 up as for the boot CPU) and drops to rpi4_park at EL1.
+.section .text.rpi4_secondary_entry, "ax"
+.global rpi4_secondary_entry
+rpi4_secondary_entry:
+    ldr     x9, ={SCTLR_EL2_MMU_OFF}
+    msr     sctlr_el2, x9
+    ldr     x9, =hypstub_el2_vectors
+    msr     vbar_el2, x9
+    isb
+    mrs     x19, mpidr_el1
+    and     x19, x19, #0xff
+    cmp     x19, #{MAX_CPUS}
+    b.hs    2f
+    ldr     x9, =HYPSTUB_EL2_STACKS
+    add     x10, x19, #1
+    mov     x11, #{STACK_SIZE}
+    madd    x9, x10, x11, x9
+    mov     sp, x9
+    mov     x0, x19
+    bl      rpi4_secondary_el2_main
+2:  wfe
+    b       2b
+
+// A secondary CPU at EL1, MMU and caches off, x0 = its slot, with the stub at EL2: it says
+// it is parked, then waits for a non-zero release word and enters it with x0..x3 = 0, as
+// booting.rst asks of a spin table. With the MMU off its loads are Non-cacheable and see
+// what the payload cleaned to PoC before its `sev`.
+.section .text.rpi4_park, "ax"
+.global rpi4_park
+rpi4_park:
+    ldr     x1, =HYPSTUB_RPI4_SHARED
+    add     x2, x1, #{SHARED_PARKED}
+    mov     x3, #1
+    str     x3, [x2, x0, lsl #3]
+    dsb     sy
+    sev
+    add     x2, x1, #{SHARED_RELEASE}
+    add     x2, x2, x0, lsl #3
+1:  ldr     x4, [x2]
+    cbnz    x4, 2f
+    wfe
+    b       1b
+2:  mov     x0, xzr
+    mov     x1, xzr
+    mov     x2, xzr
+    mov     x3, xzr
+    br      x4

@@ -1,0 +1,319 @@
+//! Raspberry Pi 4 (BCM2711): the memory map of `kernel8.img`, its early translation tables,
+//! the stub's platform hooks (no PSCI: the Pi's CPUs use a spin table), the page shared
+//! between the EL1 stage, the stub and parked secondary CPUs, and power-off through the PM
+//! block. See docs/rpi4.md.
+//!
+//! The Pi firmware (or hypstub's armstub) enters `kernel8.img` at 0x8_0000 at EL2 with the
+//! MMU off and x0 = DTB, the secondaries waiting at EL2 on the spin table in page 0. The
+//! firmware puts the payload (`initramfs payload.itb followkernel`) right after the file, so
+//! all of the firmware's RAM lies below it, between page 0 and 0x8_0000.
+
+use core::cell::UnsafeCell;
+use core::ops::Range;
+
+use crate::console::ConsoleUart;
+use crate::el1::mmu::{Entry, Kind, Table};
+
+/// The board's name in the banner.
+pub const NAME: &str = "rpi4";
+/// Page 0: the armstub and its spin table (release words at 0xd8..0xf8). Never written by a
+/// relocation; /memreserve/d for the payload.
+pub const SPIN_PAGE: Range<u64> = 0..0x1000;
+/// The page shared by the EL1 stage, the stub and parked CPUs ([`Shared`]).
+pub const SHARED: Range<u64> = 0x1000..0x2000;
+/// The stub's resident RAM (EL2 stacks, CPU_ON mailboxes); unmapped at EL1.
+pub const RESIDENT: Range<u64> = 0x2000..0x2_2000;
+/// The EL1 stage's RAM (.data, .bss, stack, first heap); free once the payload runs.
+pub const EL1_RAM: Range<u64> = 0x2_2000..IMAGE_BASE;
+/// Where the Pi firmware loads `kernel8.img` (`kernel_address=0x80000` in config.txt).
+pub const IMAGE_BASE: u64 = 0x8_0000;
+/// What the early tables map as the firmware's code: the image may not grow past it
+/// (`linker/rpi4.ld` checks).
+pub const EARLY_CODE: Range<u64> = IMAGE_BASE..MIB2;
+/// The early tables map the first GiB of RAM: the DTB and the payload must be in it.
+pub const EARLY_RAM_END: u64 = GIB;
+/// Peripherals in the BCM2711's low-peripheral mode (the default): the UARTs, the PM block
+/// and the GIC-400, mapped as Device memory.
+pub const DEVICES: Range<u64> = 0xfc00_0000..0x1_0000_0000;
+/// The first PL011 (UART0) and the mini-UART's AUX_MU_IO, where a console is looked for
+/// when the DTB cannot be read.
+pub const FALLBACK_UARTS: [ConsoleUart; 2] = [
+    ConsoleUart::MiniUart(0xfe21_5040),
+    ConsoleUart::Pl011(0xfe20_1000),
+];
+/// The power management block (watchdog and reset; BCM2711 has it at 0x7e10_0000 on the
+/// VPU bus).
+pub const PM: u64 = 0xfe10_0000;
+
+const MIB2: u64 = 2 << 20;
+const GIB: u64 = 1 << 30;
+
+/// Level 3 for the first 2 MiB: page 0 and the shared page as data (the EL1 stage reads and
+/// writes the spin table), the stub's RAM unmapped, the EL1 stage's RAM as data, the image
+/// (and whatever follows it up to 2 MiB) as code.
+static L3_LOW: Table = Table({
+    let mut t = [Entry::INVALID; 512];
+    let mut i = 0;
+    while i < 512 {
+        let pa = i as u64 * 4096;
+        if pa >= EARLY_CODE.start {
+            t[i] = Entry::page(pa, Kind::Code);
+        } else if pa < RESIDENT.start || pa >= RESIDENT.end {
+            t[i] = Entry::page(pa, Kind::Data);
+        }
+        i += 1;
+    }
+    t
+});
+
+/// Level 2 for the first GiB: the low 2 MiB through [`L3_LOW`], the rest as data (the DTB
+/// and the payload are somewhere in it).
+static L2_LOW: Table = Table({
+    let mut t = [Entry::INVALID; 512];
+    t[0] = Entry::table(&L3_LOW);
+    let mut i = 1;
+    while i < 512 {
+        t[i] = Entry::block(i as u64 * MIB2, Kind::Data);
+        i += 1;
+    }
+    t
+});
+
+/// Level 2 for 3..4 GiB: the peripherals as Device memory; RAM there (4 and 8 GiB boards)
+/// waits for the full map.
+static L2_DEVICES: Table = Table({
+    let mut t = [Entry::INVALID; 512];
+    let mut i = ((DEVICES.start - 3 * GIB) / MIB2) as usize;
+    while i < 512 {
+        t[i] = Entry::block(3 * GIB + i as u64 * MIB2, Kind::Device);
+        i += 1;
+    }
+    t
+});
+
+/// The root table (level 1), TTBR0_EL1 of the EL1 stage's early map.
+#[unsafe(no_mangle)]
+pub static HYPSTUB_RPI4_L1: Table = Table({
+    let mut t = [Entry::INVALID; 512];
+    t[0] = Entry::table(&L2_LOW);
+    t[3] = Entry::table(&L2_DEVICES);
+    t
+});
+
+/// One cache line (64 bytes on the Cortex-A72) of words, so that what different agents
+/// write never shares a line (a write-back of one would undo the other).
+#[repr(C, align(64))]
+pub struct Line(pub [u64; 8]);
+
+/// The page shared by the EL1 stage (MMU on), the stub (EL2, MMU off) and parked secondary
+/// CPUs (EL1, MMU off). Each group on its own cache line; the writer of a cacheable copy
+/// cleans it to PoC for the MMU-off readers.
+#[repr(C)]
+pub struct Shared {
+    /// Word 0: console kind (0 none, 1 PL011, 2 mini-UART); word 1: its address. Written by
+    /// the EL1 stage once it has read the DTB, read by the stub for its messages.
+    pub console: Line,
+    /// Per CPU (by MPIDR Aff0): 1 once the CPU has the stub installed and is parked at EL1.
+    /// Written by the parked CPU with its MMU off.
+    pub parked: Line,
+    /// Per CPU: the release word a parked CPU polls (the payload's `cpu-release-addr` with
+    /// `hypstub.el=1`); non-zero = jump there.
+    pub release: Line,
+}
+
+/// [`Shared`] in its section (`linker/rpi4.ld` puts `.hypstub_shared` at [`SHARED`]).
+pub struct SharedCell(UnsafeCell<Shared>);
+
+// SAFETY: every access is a volatile access to one word through raw pointers, ordered by
+// barriers and cache maintenance as each user documents; no references to the contents are
+// handed out.
+unsafe impl Sync for SharedCell {}
+
+/// The shared page.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".hypstub_shared")]
+pub static HYPSTUB_RPI4_SHARED: SharedCell = SharedCell(UnsafeCell::new(Shared {
+    console: Line([0; 8]),
+    parked: Line([0; 8]),
+    release: Line([0; 8]),
+}));
+
+/// Byte offsets in [`Shared`], for the assembly.
+pub const SHARED_PARKED: usize = core::mem::offset_of!(Shared, parked);
+/// See [`SHARED_PARKED`].
+pub const SHARED_RELEASE: usize = core::mem::offset_of!(Shared, release);
+
+impl SharedCell {
+    fn word(&self, line: usize, i: usize) -> *mut u64 {
+        let base = self.0.get().cast::<u64>();
+        base.wrapping_add(line * 8 + i)
+    }
+
+    /// The console the stub prints on, if the EL1 stage has named one.
+    #[must_use]
+    pub fn console(&self) -> Option<ConsoleUart> {
+        // SAFETY: words of the shared static, read volatile (another agent writes them).
+        let (kind, base) = unsafe {
+            (
+                self.word(0, 0).read_volatile(),
+                self.word(0, 1).read_volatile() as usize,
+            )
+        };
+        match kind {
+            1 => Some(ConsoleUart::Pl011(base)),
+            2 => Some(ConsoleUart::MiniUart(base)),
+            _ => None,
+        }
+    }
+
+    /// Records the console for the stub. The caller cleans [`Self::console_line`] to PoC
+    /// when its caches are on.
+    pub fn set_console(&self, uart: ConsoleUart) {
+        let kind = match uart {
+            ConsoleUart::Pl011(_) => 1,
+            ConsoleUart::MiniUart(_) => 2,
+        };
+        // SAFETY: words of the shared static; the EL1 stage is the only writer.
+        unsafe {
+            self.word(0, 1).write_volatile(uart.base() as u64);
+            self.word(0, 0).write_volatile(kind);
+        }
+    }
+
+    /// The address range of the console words.
+    #[must_use]
+    pub fn console_line(&self) -> Range<u64> {
+        let a = self.word(0, 0) as u64;
+        a..a + 64
+    }
+
+    /// Address of CPU `slot`'s parked flag.
+    #[must_use]
+    pub fn parked_addr(&self, slot: usize) -> u64 {
+        self.word(1, slot) as u64
+    }
+
+    /// Address of CPU `slot`'s release word.
+    #[must_use]
+    pub fn release_addr(&self, slot: usize) -> u64 {
+        self.word(2, slot) as u64
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+/// The stub's view of the board.
+pub struct Rpi4;
+
+#[cfg(target_arch = "aarch64")]
+// SAFETY: the hooks read the shared page's console words and write only UART and PM
+// registers; no locks, atomics, heap or FP.
+unsafe impl el2_stub::Platform for Rpi4 {
+    const HAS_PSCI: bool = false;
+
+    fn console_write(s: &str) {
+        if let Some(uart) = HYPSTUB_RPI4_SHARED.console() {
+            // SAFETY: the EL1 stage recorded the DTB's console UART; at EL2 the MMU is off.
+            unsafe { uart.write_raw(s) };
+        }
+    }
+
+    fn psci(_args: [u64; 18]) -> [u64; 4] {
+        // Never called without PSCI (HAS_PSCI is false); answer as SMCCC says for an
+        // unknown function all the same.
+        [smccc::psci::error::NOT_SUPPORTED as u64, 0, 0, 0]
+    }
+
+    fn stop() -> ! {
+        power_off()
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+/// Powers the board off as Linux's bcm2835_wdt does: PM_RSTS asks the firmware to halt
+/// (partition 63), then a watchdog reset after 10 ticks; QEMU's raspi4b exits. Parks the CPU
+/// if that does not happen. Works at EL2 (MMU off) and at EL1 (PM mapped as Device memory).
+pub fn power_off() -> ! {
+    const PASSWORD: u32 = 0x5a00_0000;
+    let reg = |off: u64| (PM + off) as *mut u32;
+    // SAFETY: the PM block's RSTS, WDOG and RSTC registers (BCM2711 PM_* offsets 0x20,
+    // 0x24, 0x1c), mapped as Device memory or reached with the MMU off.
+    unsafe {
+        reg(0x20).write_volatile(PASSWORD | 0x555);
+        reg(0x24).write_volatile(PASSWORD | 10);
+        reg(0x1c).write_volatile(PASSWORD | 0x20);
+    }
+    loop {
+        aarch64_cpu::asm::wfe();
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+/// Puts `s` on the stub's console (the DTB's), or on both of the Pi's UARTs when the DTB has
+/// not been read yet, without a lock (fault reports, panics).
+pub fn console_raw(s: &str) {
+    match HYPSTUB_RPI4_SHARED.console() {
+        // SAFETY: the DTB's console, mapped as Device memory at EL1 / MMU off at EL2.
+        Some(uart) => unsafe { uart.write_raw(s) },
+        None => {
+            for uart in FALLBACK_UARTS {
+                // SAFETY: the Pi 4's two UARTs in low-peripheral mode, mapped as Device
+                // memory by the early tables; a last resort before the DTB names one.
+                unsafe { uart.write_raw(s) };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+unsafe extern "C" {
+    /// Where the stub sends the boot CPU at EL1 (`entry.S`).
+    pub fn rpi4_el1_entry();
+    /// Where a secondary CPU is sent from the firmware's spin table (`entry.S`), at EL2.
+    pub fn rpi4_secondary_entry();
+    /// Where a secondary CPU parks at EL1 with the MMU off, x0 = its slot (`entry.S`).
+    pub fn rpi4_park();
+}
+
+// The layout the linker script and the early tables assume.
+const _: () = {
+    assert!(SPIN_PAGE.end == SHARED.start);
+    assert!(SHARED.end == RESIDENT.start);
+    assert!(RESIDENT.end == EL1_RAM.start);
+    assert!(core::mem::size_of::<Shared>() <= 4096);
+    assert!(el2_stub::cpus::MAX_CPUS <= 8, "one Line per group");
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_map() {
+        let page = |pa: u64| L3_LOW.0[(pa / 4096) as usize].bits();
+        assert_ne!(page(0), 0, "the spin table is reachable");
+        assert_eq!(
+            page(RESIDENT.start),
+            0,
+            "the stub's RAM is not mapped at EL1"
+        );
+        assert_eq!(page(RESIDENT.end - 4096), 0);
+        assert_ne!(page(EL1_RAM.start) & (1 << 53), 0, "RAM is not executable");
+        assert_eq!(page(IMAGE_BASE) & (1 << 53), 0, "the image is executable");
+        assert_eq!((page(IMAGE_BASE) >> 6) & 3, 0b10, "and read-only");
+        let dev = L2_DEVICES.0[((0xfe20_1000 - 3 * GIB) / MIB2) as usize].bits();
+        assert_eq!((dev >> 2) & 7, 0, "the PL011 is Device memory");
+        assert_eq!(
+            L2_DEVICES.0[0].bits(),
+            0,
+            "RAM above 3 GiB waits for the full map"
+        );
+    }
+
+    #[test]
+    fn shared_words_are_on_separate_lines() {
+        let s = &HYPSTUB_RPI4_SHARED;
+        assert_eq!(s.parked_addr(0) - s.console_line().start, 64);
+        assert_eq!(s.release_addr(0) - s.parked_addr(0), 64);
+        assert_eq!(s.release_addr(3) - s.release_addr(0), 24);
+    }
+}
