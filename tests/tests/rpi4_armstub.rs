@@ -8,21 +8,23 @@
 //!   do). Linux must find every CPU at EL2 (the boot core entered through the handshake,
 //!   the others released from the spin table), start KVM, and reach
 //!   `INITRAMFS MARKER DONE`;
+//! - the whole Pi chain, as with `armstub=armstub8-hypstub.bin` and hypstub's SD-card
+//!   folder: the armstub at EL3, hypstub's `kernel8.img` at EL2 with its payload.itb, Linux
+//!   at EL2 with its secondaries released from the armstub's spin table;
 //! - the handshake missing: the armstub's message on both UARTs, nothing else run.
-//!
-//! No hypstub kernel8.img is involved: this checks the armstub alone.
 
 use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use hypstub_tests::{
-    boot_to_marker, linux_assets, qemu, rpi4_armstub, BOOT_TIMEOUT, LINUX_BOOT_TIMEOUT,
+    boot_to_marker, linux_assets, qemu, rpi4_armstub, rpi4_folder, Boot, BOOT_TIMEOUT,
+    LINUX_BOOT_TIMEOUT,
 };
 use loader::fdt::{Dtb, Edits};
 use xtask::armstub::{Machine, NO_HANDSHAKE_MESSAGE};
 use xtask::assets::LinuxAssets;
-use xtask::linux::{InitReport, MARKER_DONE};
+use xtask::linux::{El, InitReport, MARKER_DONE};
 use xtask::rpi4::{self, Console};
 
 /// Where the kernel goes: the Pi firmware puts an arm64 Image with a header at 2 MiB
@@ -61,24 +63,31 @@ fn linux_files(name: &str, assets: &LinuxAssets) -> (PathBuf, PathBuf) {
     let initrd_size = fs::metadata(&assets.initramfs)
         .unwrap_or_else(|e| panic!("{}: {e}", assets.initramfs.display()))
         .len();
-    let Some(pi_dtb) = &assets.rpi4_dtb else {
+    let dtb = qemu_dtb(BOOTARGS, INITRD_AT..INITRD_AT + initrd_size);
+    (kernel, write_dtb(name, &dtb))
+}
+
+/// Writes `dtb` to `target/hypstub/rpi4-armstub-test/<name>.dtb` (each test its own file,
+/// as they run in parallel) and returns the path.
+fn write_dtb(name: &str, dtb: &[u8]) -> PathBuf {
+    let dir = xtask::output_dir().join("rpi4-armstub-test");
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    let path = dir.join(format!("{name}.dtb"));
+    fs::write(&path, dtb).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path
+}
+
+/// Debian's Pi 4 DTB prepared for QEMU raspi4b with the PL011 console
+/// (`rpi4::prepare_qemu_dtb`), the nodes [`QEMU_REMOVES`] disabled, and what the firmware
+/// would have filled in: RAM, the command line (cmdline.txt's), the initrd.
+fn qemu_dtb(bootargs: &str, initrd: Range<u64>) -> Vec<u8> {
+    let Some(pi_dtb) = &linux_assets().rpi4_dtb else {
         panic!(
             "the kernel package in the asset cache has no bcm2711-rpi-4-b.dtb; run \
              `cargo xtask assets --refresh`"
         );
     };
-    let dtb = qemu_dtb(pi_dtb, INITRD_AT..INITRD_AT + initrd_size);
-    let dir = xtask::output_dir().join("rpi4-armstub-test");
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-    let dtb_path = dir.join(format!("{name}.dtb"));
-    fs::write(&dtb_path, dtb).unwrap_or_else(|e| panic!("{}: {e}", dtb_path.display()));
-    (kernel, dtb_path)
-}
-
-/// Debian's Pi 4 DTB prepared for QEMU raspi4b with the PL011 console
-/// (`rpi4::prepare_qemu_dtb`), the nodes [`QEMU_REMOVES`] disabled, and what the firmware
-/// would have filled in: RAM, command line, initrd.
-fn qemu_dtb(pi_dtb: &Path, initrd: Range<u64>) -> Vec<u8> {
+    let pi_dtb: &Path = pi_dtb;
     let bytes = fs::read(pi_dtb).unwrap_or_else(|e| panic!("{}: {e}", pi_dtb.display()));
     let mut buf = rpi4::prepare_qemu_dtb(&bytes, Console::Pl011)
         .unwrap_or_else(|e| panic!("{}: {e}", pi_dtb.display()));
@@ -87,7 +96,7 @@ fn qemu_dtb(pi_dtb: &Path, initrd: Range<u64>) -> Vec<u8> {
     let edits = QEMU_REMOVES.into_iter().fold(
         Edits::new()
             .memory(&RAM)
-            .bootargs(BOOTARGS)
+            .bootargs(bootargs)
             .initrd(initrd.start, initrd.end),
         Edits::disable,
     );
@@ -116,17 +125,23 @@ fn boot_linux(name: &str, gic_security_extensions: bool) {
     m.handshake = Some((DTB_AT as u32, KERNEL_AT as u32));
     let boot = boot_to_marker(name, &m.run(), MARKER_DONE, LINUX_BOOT_TIMEOUT);
     let report = InitReport::parse(boot.log());
-    let kernel_line = |needle: &str| report.dmesg_line(needle).is_some();
+    assert_linux(&boot, &report);
     boot.assert_that(
-        boot.outcome.stopped_at_marker,
-        &format!("`{MARKER_DONE}` from the initramfs"),
-    )
-    .assert_that(
         report.cmdline.as_deref() == Some(BOOTARGS),
         &format!(
             "`INITRAMFS: cmdline: {BOOTARGS}` (the DTB's bootargs), got {:?}",
             report.cmdline
         ),
+    );
+}
+
+/// What every Linux boot through the armstub must show: the initramfs's marker, Debian's Pi
+/// 4 DTB, 4 CPUs at EL2, KVM, no armstub message.
+fn assert_linux(boot: &Boot, report: &InitReport) {
+    let kernel_line = |needle: &str| report.dmesg_line(needle).is_some();
+    boot.assert_that(
+        boot.outcome.stopped_at_marker,
+        &format!("`{MARKER_DONE}` from the initramfs"),
     )
     .assert_that(
         kernel_line("Machine model: Raspberry Pi 4 Model B"),
@@ -168,6 +183,48 @@ fn linux_through_the_armstub_at_el2_with_kvm_on_4_cpus() {
 #[test]
 fn linux_through_the_armstub_on_a_gic_without_security_extensions() {
     boot_linux("rpi4_armstub_linux_gic_no_security", false);
+}
+
+/// The Pi's whole chain: the armstub at EL3, hypstub's kernel8.img (the rpi4 firmware) at
+/// EL2 with its payload.itb (Linux and the initramfs) where `initramfs ... followkernel`
+/// would put it, then Linux at EL2 with every CPU, the secondaries still waiting in the
+/// armstub's spin loop until Linux releases them.
+#[test]
+fn kernel8_through_the_armstub_boots_linux_at_el2() {
+    let name = "rpi4_armstub_kernel8";
+    let assets = linux_assets();
+    let folder = rpi4_folder(
+        name,
+        Some((&assets.kernel, Some(&assets.initramfs))),
+        El::El2,
+        Console::Pl011,
+        &[],
+    );
+    let cmdline_path = folder.path(rpi4::CMDLINE_FILE);
+    let cmdline = fs::read_to_string(&cmdline_path)
+        .unwrap_or_else(|e| panic!("{}: {e}", cmdline_path.display()));
+    let payload = folder.path(rpi4::PAYLOAD_FILE);
+    let payload_size = fs::metadata(&payload)
+        .unwrap_or_else(|e| panic!("{}: {e}", payload.display()))
+        .len();
+    // Where QEMU's own raspi4b boot puts an initrd and the DTB after it (docs/xtask.md).
+    let payload_at = 0x0800_0000;
+    let dtb_at = (payload_at + payload_size).next_multiple_of(2 << 20);
+    let dtb = qemu_dtb(cmdline.trim(), payload_at..payload_at + payload_size);
+    let mut m = machine();
+    m.files = vec![
+        (folder.path(rpi4::KERNEL_FILE), rpi4::KERNEL_ADDRESS),
+        (payload, payload_at),
+        (write_dtb(name, &dtb), dtb_at),
+    ];
+    m.handshake = Some((dtb_at as u32, rpi4::KERNEL_ADDRESS as u32));
+    let boot = boot_to_marker(name, &m.run(), MARKER_DONE, LINUX_BOOT_TIMEOUT);
+    let report = InitReport::parse(boot.log());
+    assert_linux(&boot, &report);
+    boot.assert_contains("hypstub 0.1.0 on rpi4")
+        .assert_contains("timer: CNTFRQ_EL0 = 54000000 Hz")
+        .assert_contains("payload: entering at EL2 through the engine")
+        .assert_contains("reloc: digests of every destination range match");
 }
 
 #[test]
