@@ -18,5 +18,9 @@ fn main() {
             "cargo:rustc-link-arg-bin=rpi4=-T{}",
             linker.join("rpi4.ld").display()
         );
+        println!(
+            "cargo:rustc-link-arg-bin=rpi4-armstub=-T{}",
+            linker.join("rpi4-armstub.ld").display()
+        );
     }
 }

@@ -184,6 +184,20 @@ pub enum FdtError {
         /// Its size.
         size: u64,
     },
+    /// A RAM range for [`Edits::memory`] that is empty or ends before it starts.
+    #[error("memory range {start:#x}..{end:#x} is empty")]
+    EmptyMemoryRange {
+        /// Start given.
+        start: u64,
+        /// End given.
+        end: u64,
+    },
+    /// A RAM address or size for [`Edits::memory`] does not fit the root's one cell.
+    #[error("memory address or size {value:#x} does not fit in the root's 32-bit cells")]
+    MemoryCells {
+        /// The value.
+        value: u64,
+    },
     /// An initrd that ends before it starts.
     #[error("initrd start {start:#x} is after its end {end:#x}")]
     InitrdReversed {
@@ -211,6 +225,7 @@ pub struct Edits<'a> {
     memreserves: Vec<(u64, u64)>,
     initrd: Option<(u64, u64)>,
     disable: Vec<&'a str>,
+    memory: Option<&'a [Range<u64>]>,
     u64_props: Vec<(&'a str, &'a str, u64)>,
 }
 
@@ -261,6 +276,17 @@ impl<'a> Edits<'a> {
         self
     }
 
+    /// Makes `ranges` the RAM the DTB describes: the `reg` of the first memory node under
+    /// the root (`memory@<start>` is created if there is none), encoded with the root's
+    /// `#address-cells` and `#size-cells`; any other memory node is disabled. For a board
+    /// whose firmware normally fills in the memory node (a Raspberry Pi) when nothing else
+    /// does, such as a test machine.
+    #[must_use]
+    pub fn memory(mut self, ranges: &'a [Range<u64>]) -> Self {
+        self.memory = Some(ranges);
+        self
+    }
+
     /// Sets the property `name` of the node at the full path `path` (e.g. `/cpus/cpu@1`) to
     /// `value` as two big-endian cells, as a 64-bit `cpu-release-addr` is written. The node
     /// must exist ([`FdtError::NoNode`]).
@@ -306,6 +332,17 @@ impl<'a> Edits<'a> {
         if let Some((start, end)) = self.initrd {
             if start > end {
                 return Err(FdtError::InitrdReversed { start, end });
+            }
+        }
+        if let Some(ranges) = self.memory {
+            if ranges.is_empty() {
+                return Err(FdtError::NoMemory);
+            }
+            if let Some(r) = ranges.iter().find(|r| r.start >= r.end) {
+                return Err(FdtError::EmptyMemoryRange {
+                    start: r.start,
+                    end: r.end,
+                });
             }
         }
         Ok(())
@@ -575,6 +612,12 @@ impl<'a> Dtb<'a> {
                 node.add_property(DeviceTreeProperty::new_unchecked("status", "disabled"));
             }
         }
+        if let Some(ranges) = edits.memory {
+            let root = self.fdt().root();
+            let address_cells = cells(&root, "#address-cells", "/#address-cells", 2)?;
+            let size_cells = cells(&root, "#size-cells", "/#size-cells", 1)?;
+            set_memory(&mut tree, ranges, address_cells, size_cells)?;
+        }
         for &(path, name, value) in &edits.u64_props {
             let mut node = Some(&mut tree.root);
             for part in path.split('/').filter(|p| !p.is_empty()) {
@@ -642,6 +685,50 @@ impl<'a> Dtb<'a> {
     fn chosen_property(&self, name: &str) -> Option<dtoolkit::fdt::FdtProperty<'_>> {
         self.fdt().find_node("/chosen")?.property(name)
     }
+}
+
+/// The RAM edit of [`Edits::memory`] on the tree (`ranges` checked non-empty and each
+/// non-empty).
+fn set_memory(
+    tree: &mut DeviceTree,
+    ranges: &[Range<u64>],
+    address_cells: usize,
+    size_cells: usize,
+) -> Result<(), FdtError> {
+    let mut reg = Vec::new();
+    for r in ranges {
+        for (value, cells) in [(r.start, address_cells), (r.end - r.start, size_cells)] {
+            if cells == 1 && value > u64::from(u32::MAX) {
+                return Err(FdtError::MemoryCells { value });
+            }
+            reg.extend_from_slice(&value.to_be_bytes()[8 - 4 * cells..]);
+        }
+    }
+    let is_memory = |node: &DeviceTreeNode| {
+        node.name() == "memory"
+            || node.name().starts_with("memory@")
+            || node
+                .property("device_type")
+                .is_some_and(|p| p.value() == b"memory\0")
+    };
+    let mut first = true;
+    for node in tree.root.children_mut().filter(|n| is_memory(n)) {
+        if first {
+            node.add_property(DeviceTreeProperty::new_unchecked("reg", reg.clone()));
+            node.remove_property("status");
+            first = false;
+        } else {
+            node.add_property(DeviceTreeProperty::new_unchecked("status", "disabled"));
+        }
+    }
+    if first {
+        let start = ranges.first().map_or(0, |r| r.start);
+        let mut node = DeviceTreeNode::new_unchecked(format!("memory@{start:x}"));
+        node.add_property(DeviceTreeProperty::new_unchecked("device_type", "memory"));
+        node.add_property(DeviceTreeProperty::new_unchecked("reg", reg));
+        tree.root.add_child(node);
+    }
+    Ok(())
 }
 
 /// Validates a whole blob (`blob.len()` is its `totalsize`).
@@ -1030,6 +1117,66 @@ mod tests {
         t.root.add_child(chain(MAX_DEPTH));
         let mut buf = t.to_dtb();
         assert_eq!(Dtb::new(&mut buf).unwrap_err(), FdtError::TooDeep);
+    }
+
+    #[test]
+    fn memory_edit() {
+        // The Raspberry Pi 4 DTB's shape: 2 address cells, 1 size cell, an empty memory@0
+        // the firmware would fill in.
+        let mut t = tree(2, 1, &[0, 0, 0]);
+        t.root.add_child(
+            DeviceTreeNode::builder("memory@80000000")
+                .unwrap()
+                .property(DeviceTreeProperty::new("device_type", "memory").unwrap())
+                .property(DeviceTreeProperty::new("reg", vec![0u32, 0x8000_0000, 0x1000]).unwrap())
+                .build(),
+        );
+        let mut buf = with_room(&t.to_dtb(), 256);
+        let mut dtb = Dtb::new(&mut buf).unwrap();
+        let ram = [0..0x3c00_0000, 0x4000_0000..0x8000_0000];
+        dtb.apply(&Edits::new().memory(&ram)).unwrap();
+        assert_eq!(dtb.memory().unwrap(), ram.to_vec());
+        let reg = dtb
+            .fdt()
+            .find_node("/memory@0")
+            .unwrap()
+            .property("reg")
+            .unwrap();
+        assert_eq!(
+            reg.value(),
+            [0u32, 0, 0x3c00_0000, 0, 0x4000_0000, 0x4000_0000]
+                .iter()
+                .flat_map(|c| c.to_be_bytes())
+                .collect::<Vec<_>>()
+        );
+
+        // No memory node: one is made.
+        let mut buf = with_room(&DeviceTree::new().to_dtb(), 256);
+        let mut dtb = Dtb::new(&mut buf).unwrap();
+        dtb.apply(&Edits::new().memory(core::slice::from_ref(&(0x4000_0000..0x8000_0000))))
+            .unwrap();
+        assert_eq!(dtb.memory().unwrap(), vec![0x4000_0000..0x8000_0000]);
+        assert!(dtb.fdt().find_node("/memory@40000000").is_some());
+
+        // Values that do not fit, and empty ranges, change nothing.
+        let mut buf = with_room(&tree(1, 1, &[0, 0x1000]).to_dtb(), 256);
+        let before = buf.clone();
+        let mut dtb = Dtb::new(&mut buf).unwrap();
+        assert_eq!(
+            dtb.apply(&Edits::new().memory(core::slice::from_ref(&(0x1_0000_0000..0x1_1000_0000)))),
+            Err(FdtError::MemoryCells {
+                value: 0x1_0000_0000
+            })
+        );
+        assert_eq!(
+            dtb.apply(&Edits::new().memory(core::slice::from_ref(&(5..5)))),
+            Err(FdtError::EmptyMemoryRange { start: 5, end: 5 })
+        );
+        assert_eq!(
+            dtb.apply(&Edits::new().memory(&[])),
+            Err(FdtError::NoMemory)
+        );
+        assert_eq!(buf, before);
     }
 
     #[test]

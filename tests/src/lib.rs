@@ -84,6 +84,22 @@ pub fn firmware() -> &'static Path {
     })
 }
 
+/// The Raspberry Pi 4 armstub, built in release mode and checked against the handshake
+/// layout (`xtask::armstub::check`): its ELF is QEMU raspi4b's `-kernel`.
+pub fn rpi4_armstub() -> &'static image::Built {
+    static BUILT: OnceLock<Result<image::Built, String>> = OnceLock::new();
+    let opts = BuildOptions {
+        quiet: true,
+        ..BuildOptions::default()
+    };
+    match BUILT.get_or_init(|| {
+        image::build_firmware(Board::Rpi4Armstub, opts).map_err(|e| format!("{e:#}"))
+    }) {
+        Ok(built) => built,
+        Err(e) => panic!("building the rpi4-armstub failed: {e}"),
+    }
+}
+
 /// The ABI client payload image (`-kernel`).
 pub fn abi_client() -> &'static Path {
     static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();

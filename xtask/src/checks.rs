@@ -95,6 +95,11 @@ pub fn ci_steps() -> Vec<Step> {
             println!("{}: {}", built.image.display(), built.size_text());
             Ok(())
         }),
+        Step::new("Raspberry Pi 4 armstub", || {
+            let built = image::build_firmware(Board::Rpi4Armstub, BuildOptions::default())?;
+            println!("{}: {}", built.image.display(), built.size_text());
+            Ok(())
+        }),
         Step::new("test firmware variant (corrupt-staging)", || {
             let built = image::build_firmware_variant(
                 Board::QemuVirt,

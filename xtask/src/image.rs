@@ -27,17 +27,20 @@ pub enum Board {
     /// The Raspberry Pi 4 (and QEMU `-M raspi4b`): the image is `kernel8.img`, linked at
     /// 0x80000, in an SD-card folder ([`crate::rpi4`]).
     Rpi4,
+    /// The Raspberry Pi 4's armstub (`armstub=` in config.txt; [`crate::armstub`]).
+    Rpi4Armstub,
 }
 
 impl Board {
     /// Every board.
-    pub const ALL: [Board; 2] = [Board::QemuVirt, Board::Rpi4];
+    pub const ALL: [Board; 3] = [Board::QemuVirt, Board::Rpi4, Board::Rpi4Armstub];
 
     /// The name used on the command line and under `target/hypstub/`.
     pub fn name(self) -> &'static str {
         match self {
             Board::QemuVirt => "qemu-virt",
             Board::Rpi4 => "rpi4",
+            Board::Rpi4Armstub => "rpi4-armstub",
         }
     }
 
@@ -46,6 +49,7 @@ impl Board {
         match self {
             Board::QemuVirt => "qemu-virt",
             Board::Rpi4 => "rpi4",
+            Board::Rpi4Armstub => "rpi4-armstub",
         }
     }
 
@@ -54,6 +58,7 @@ impl Board {
         match self {
             Board::QemuVirt => output_dir().join("qemu-virt").join("hypstub.bin"),
             Board::Rpi4 => crate::rpi4::folder().join(crate::rpi4::KERNEL_FILE),
+            Board::Rpi4Armstub => crate::armstub::image_path(),
         }
     }
 }
@@ -266,7 +271,11 @@ impl Built {
 /// Builds a board's firmware and writes its raw image ([`Board::image_path`]).
 pub fn build_firmware(board: Board, opts: BuildOptions) -> anyhow::Result<Built> {
     let elf = cargo_build(&CargoBuild::new("hypstub-boards", board.bin()), opts)?;
-    finish(elf, board.image_path(), opts)
+    let built = finish(elf, board.image_path(), opts)?;
+    if board == Board::Rpi4Armstub {
+        crate::armstub::check(&built)?;
+    }
+    Ok(built)
 }
 
 /// Builds a board's firmware with a test-only feature, in the variant's own target
@@ -276,6 +285,9 @@ pub fn build_firmware_variant(
     variant: Variant,
     opts: BuildOptions,
 ) -> anyhow::Result<Built> {
+    if board == Board::Rpi4Armstub {
+        bail!("the rpi4-armstub has no test variants");
+    }
     let spec = CargoBuild {
         features: vec![variant.feature()],
         target_dir: Some(variant.target_dir()),
@@ -448,8 +460,12 @@ mod tests {
         assert_eq!("qemu-virt".parse::<Board>(), Ok(Board::QemuVirt));
         assert_eq!("rpi4".parse::<Board>(), Ok(Board::Rpi4));
         assert_eq!(Board::Rpi4.bin(), "rpi4");
+        assert_eq!("rpi4-armstub".parse::<Board>(), Ok(Board::Rpi4Armstub));
         let other = "pc".parse::<Board>().unwrap_err().to_string();
-        assert_eq!(other, "unknown board `pc`; known boards: qemu-virt, rpi4");
+        assert_eq!(
+            other,
+            "unknown board `pc`; known boards: qemu-virt, rpi4, rpi4-armstub"
+        );
     }
 
     #[test]
@@ -460,6 +476,9 @@ mod tests {
         assert!(Board::Rpi4
             .image_path()
             .ends_with("hypstub/rpi4/kernel8.img"));
+        assert!(Board::Rpi4Armstub
+            .image_path()
+            .ends_with("hypstub/rpi4/armstub8-hypstub.bin"));
         assert!(Payload::AbiClient
             .image_path()
             .ends_with("hypstub/abi-client.bin"));

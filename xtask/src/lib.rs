@@ -1,7 +1,8 @@
 //! The host side of hypstub: what `cargo xtask` and the integration tests share.
 //!
 //! - [`image`]: build a board's firmware or a test payload with plain `cargo build` and
-//!   turn the ELF into a raw image with `llvm-objcopy`, under `target/hypstub/`.
+//!   turn the ELF into a raw image with `llvm-objcopy`, under `target/hypstub/`;
+//!   [`armstub`]: the Raspberry Pi 4 armstub's layout checks and its QEMU `raspi4b` machine.
 //! - [`qemu`] and [`apt`]: find `qemu-system-aarch64` 9.0 or later, or install it (on
 //!   Debian 12 from `bookworm-backports` of the archive the machine already uses).
 //! - [`runner`]: one QEMU run (`virt` or `raspi4b`), described as data, with the serial
@@ -24,6 +25,7 @@
 
 pub mod a64;
 pub mod apt;
+pub mod armstub;
 pub mod assets;
 pub mod bench;
 pub mod checks;

@@ -34,8 +34,10 @@ enum Cmd {
     /// rpi4: the SD-card folder target/hypstub/rpi4/ (kernel8.img, config.txt,
     /// cmdline.txt, and with --kernel payload.itb); prints each file and its size, then the
     /// folder's path as the last line.
+    /// rpi4-armstub: target/hypstub/rpi4/armstub8-hypstub.bin, for `armstub=` in the Pi 4's
+    /// config.txt (docs/armstub.md).
     Build {
-        /// The board: qemu-virt or rpi4.
+        /// The board: qemu-virt, rpi4 or rpi4-armstub.
         #[arg(long, default_value = "qemu-virt")]
         board: Board,
         /// Build with the dev profile instead of --release.
@@ -278,6 +280,13 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
             }
             if console.is_some() {
                 anyhow::bail!("--console is for --board rpi4");
+            }
+            if board == Board::Rpi4Armstub {
+                anyhow::bail!(
+                    "the rpi4-armstub is not run on its own: build it with `cargo xtask build \
+                     --board rpi4-armstub`; tests/rpi4_armstub.rs boots Linux through it on QEMU \
+                     raspi4b (docs/armstub.md)"
+                );
             }
             let qemu = qemu::ensure()?;
             let linux_assets = if linux {
