@@ -496,6 +496,51 @@ pub fn write_asset(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// A FIT whose default configuration names a ramdisk but no kernel (which `write_fit` never
+/// writes), for the firmware to refuse.
+pub fn fit_without_kernel() -> Vec<u8> {
+    use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
+    fn prop<T: dtoolkit::ToPropertyValue>(name: &str, value: T) -> DeviceTreeProperty {
+        DeviceTreeProperty::new_unchecked(name, value)
+    }
+    let mut ramdisk = DeviceTreeNode::new_unchecked("ramdisk");
+    ramdisk.add_property(prop("data", &b"not a kernel"[..]));
+    ramdisk.add_property(prop("type", "ramdisk"));
+    ramdisk.add_property(prop("arch", "arm64"));
+    ramdisk.add_property(prop("compression", "none"));
+    let mut images = DeviceTreeNode::new_unchecked("images");
+    images.add_child(ramdisk);
+    let mut conf = DeviceTreeNode::new_unchecked("conf-1");
+    conf.add_property(prop("ramdisk", "ramdisk"));
+    let mut configs = DeviceTreeNode::new_unchecked("configurations");
+    configs.add_property(prop("default", "conf-1"));
+    configs.add_child(conf);
+    let mut tree = DeviceTree::new();
+    tree.root.add_child(images);
+    tree.root.add_child(configs);
+    tree.to_dtb()
+}
+
+/// The DTB QEMU writes for `run`'s machine (`-machine dumpdtb=<path>`), rewritten compactly
+/// (QEMU's leaves room), so that a FIT can carry it as its fdt.
+pub fn qemu_dumped_dtb(run: &QemuRun, path: &Path) -> Vec<u8> {
+    let out = std::process::Command::new(&qemu().path)
+        .args(run.machine_args())
+        .arg("-machine")
+        .arg(format!("dumpdtb={}", path.display()))
+        .args(["-display", "none"])
+        .output()
+        .unwrap_or_else(|e| panic!("running QEMU to dump its DTB: {e}"));
+    assert!(
+        out.status.success(),
+        "QEMU -machine dumpdtb= failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dtb = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let fdt = dtoolkit::fdt::Fdt::new(&dtb).expect("QEMU's DTB parses");
+    dtoolkit::model::DeviceTree::from_fdt(&fdt).to_dtb()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,8 +14,8 @@
 use std::path::Path;
 
 use hypstub_tests::{
-    boot, boot_to_marker, el2_client, linux_assets, rpi4_folder, rpi4_machine, Boot,
-    LINUX_BOOT_TIMEOUT,
+    boot, boot_to_marker, el2_client, fit_without_kernel, linux_assets, pseudo_random_bytes,
+    qemu_dumped_dtb, rpi4_folder, rpi4_machine, Boot, LINUX_BOOT_TIMEOUT,
 };
 use xtask::linux::{El, InitReport, MARKER_DONE};
 use xtask::rpi4::{Console, PAYLOAD_FILE};
@@ -79,7 +79,14 @@ fn rpi4_linux_at_el2_mini_uart() {
     assert_firmware(&boot, Console::MiniUart, 2);
     boot.assert_contains("CPU: All CPU(s) started at EL2")
         .assert_contains("kvm [1]: Hyp mode initialized successfully")
-        .assert_that(report.kvm == Some(true), "`INITRAMFS: /dev/kvm present`");
+        .assert_that(report.kvm == Some(true), "`INITRAMFS: /dev/kvm present`")
+        .assert_that(
+            report.iomem_reserves(0, 0x1000),
+            &format!(
+                "page 0 (the spin table) reserved in /proc/iomem, got {:x?}",
+                report.iomem_reserved
+            ),
+        );
 }
 
 /// Linux at EL1 with `hypstub.el=1` and the firmware on the PL011: hypstub takes the three
@@ -92,7 +99,68 @@ fn rpi4_linux_at_el1_pl011() {
     boot.assert_contains("cpus: 3 secondary CPUs have the stub and are parked at EL1")
         .assert_contains("CPU: All CPU(s) started at EL1")
         .assert_contains("kvm [1]: HYP mode not available")
-        .assert_that(report.kvm == Some(false), "`INITRAMFS: /dev/kvm absent`");
+        .assert_that(report.kvm == Some(false), "`INITRAMFS: /dev/kvm absent`")
+        .assert_that(
+            report.iomem_reserves(0x1000, 0x2_2000),
+            &format!(
+                "the stub's page and RAM 0x1000..0x22000 reserved in /proc/iomem, got {:x?}",
+                report.iomem_reserved
+            ),
+        )
+        .assert_that(
+            report.iomem_reserves(0x8_0000, 0x8_1000),
+            &format!(
+                "kernel8.img's code (from 0x80000) reserved in /proc/iomem, got {:x?}",
+                report.iomem_reserved
+            ),
+        );
+}
+
+/// A FIT that carries its own DTB (Debian's, whose /memory the Pi firmware would fill in):
+/// hypstub boots with it, sets its /memory from the firmware's DTB, and Linux finds all
+/// four CPUs and its RAM.
+#[test]
+fn rpi4_linux_with_the_fits_dtb() {
+    let name = "rpi4_fit_dtb";
+    let assets = linux_assets();
+    let console = Console::MiniUart;
+    let folder = rpi4_folder(
+        name,
+        Some((&assets.kernel, Some(&assets.initramfs))),
+        El::El2,
+        console,
+        &[],
+    );
+    let kernel = std::fs::read(xtask::rpi4::qemu_kernel(&assets.kernel).unwrap()).unwrap();
+    let initrd = std::fs::read(&assets.initramfs).unwrap();
+    // The DTB QEMU passes (QEMU disables the devices it does not model in it), with a wrong
+    // /memory (256 MiB) that the firmware must replace by the board's.
+    let mut dtb = qemu_dumped_dtb(
+        &rpi4_machine(&folder, console),
+        &folder.path("qemu-dump.dtb"),
+    );
+    dtb.resize(dtb.len() + 4096, 0);
+    let mut edited = loader::fdt::Dtb::new(&mut dtb).unwrap();
+    let wrong = 0..0x1000_0000;
+    edited
+        .apply(&loader::fdt::Edits::new().memory(core::slice::from_ref(&wrong)))
+        .unwrap();
+    let dtb = edited.as_bytes().to_vec();
+    let fit = xtask::fit::write_fit(&kernel, Some(&initrd), Some(&dtb), "with its DTB");
+    std::fs::write(folder.path(PAYLOAD_FILE), fit).unwrap();
+    let boot = boot_to_marker(
+        name,
+        &rpi4_machine(&folder, console),
+        MARKER_DONE,
+        LINUX_BOOT_TIMEOUT,
+    );
+    boot.assert_stopped_at_marker()
+        .assert_contains("fit: sha256 of all 3 images verified in ")
+        .assert_contains("dtb: using the FIT's device tree")
+        .assert_contains("node   0: [mem 0x0000000000000000-0x000000003bffffff]")
+        .assert_contains("SMP: Total of 4 processors activated")
+        .assert_contains("CPU: All CPU(s) started at EL2")
+        .assert_contains(MARKER_DONE);
 }
 
 /// No payload: the demo asks the stub what it answers (no PSCI on the Pi), then relocates
@@ -146,4 +214,53 @@ fn rpi4_fit_with_a_bad_hash_is_refused() {
         .assert_contains("fit: FIT image kernel hash-1: sha256 mismatch: expected ")
         .assert_contains("hypstub: stopping: nothing was loaded")
         .assert_lacks("reloc: HVC_SOFT_RESTART");
+}
+
+/// Boots a folder whose payload.itb is replaced by `fit`, expecting a refusal with `phrase`
+/// before anything is loaded.
+fn refused(name: &str, fit: &[u8], phrase: &str) {
+    let folder = rpi4_folder(
+        name,
+        Some((el2_client(), None)),
+        El::El2,
+        Console::Pl011,
+        &[],
+    );
+    std::fs::write(folder.path(PAYLOAD_FILE), fit).unwrap();
+    boot(name, &rpi4_machine(&folder, Console::Pl011))
+        .assert_success()
+        .assert_contains(phrase)
+        .assert_contains("hypstub: stopping: nothing was loaded")
+        .assert_lacks("reloc: HVC_SOFT_RESTART");
+}
+
+/// A FIT whose configuration names no kernel.
+#[test]
+fn rpi4_fit_without_a_kernel_is_refused() {
+    refused(
+        "rpi4_no_kernel",
+        &fit_without_kernel(),
+        "fit: FIT has no kernel: /configurations/conf-1 has no kernel property",
+    );
+}
+
+/// A FIT whose kernel is not an arm64 Image: its hash matches, its header does not.
+#[test]
+fn rpi4_fit_kernel_without_arm64_header_is_refused() {
+    let junk = pseudo_random_bytes(64 << 10, 0x9e4);
+    refused(
+        "rpi4_junk_kernel",
+        &xtask::fit::write_fit(&junk, None, None, "junk"),
+        "payload: not an arm64 Image",
+    );
+}
+
+/// The initrd the firmware loaded is not a FIT at all (a plain initramfs, say).
+#[test]
+fn rpi4_initrd_that_is_not_a_fit_is_refused() {
+    refused(
+        "rpi4_not_a_fit",
+        &pseudo_random_bytes(4096, 7),
+        "fit: not a FIT: bad magic",
+    );
 }

@@ -12,13 +12,11 @@
 //! `cargo xtask build --board rpi4` uses), into this package's scratch directory.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
 use hypstub_tests::{
-    abi_client, boot, boot_within, crc32c, el2_client, firmware, linux_assets, machine,
-    pseudo_random_bytes, qemu, write_asset, Boot, LINUX_BOOT_TIMEOUT,
+    abi_client, boot, boot_within, crc32c, el2_client, firmware, fit_without_kernel, linux_assets,
+    machine, pseudo_random_bytes, qemu, write_asset, Boot, LINUX_BOOT_TIMEOUT,
 };
 use xtask::fit::write_fit;
 use xtask::linux::{self, InitReport, MARKER_DONE};
@@ -46,26 +44,10 @@ fn fit(name: &str, kernel: &[u8], ramdisk: Option<&[u8]>, fdt: Option<&[u8]>) ->
     )
 }
 
-/// The DTB QEMU writes for `run`'s machine (`-machine dumpdtb=`), rewritten compactly
-/// (QEMU's leaves 1 MiB of room), so that a FIT can carry it as its fdt.
+/// The DTB QEMU writes for `run`'s machine, compacted.
 fn qemu_dtb(run: &QemuRun, name: &str) -> Vec<u8> {
-    let path = asset_dir().join(name);
     std::fs::create_dir_all(asset_dir()).unwrap();
-    let out = Command::new(&qemu().path)
-        .args(run.machine_args())
-        .arg("-machine")
-        .arg(format!("dumpdtb={}", path.display()))
-        .args(["-display", "none"])
-        .output()
-        .unwrap_or_else(|e| panic!("running QEMU to dump its DTB: {e}"));
-    assert!(
-        out.status.success(),
-        "QEMU -machine dumpdtb= failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dtb = read(&path);
-    let fdt = dtoolkit::fdt::Fdt::new(&dtb).expect("QEMU's DTB parses");
-    DeviceTree::from_fdt(&fdt).to_dtb()
+    hypstub_tests::qemu_dumped_dtb(run, &asset_dir().join(name))
 }
 
 /// The 3 MiB pseudo-random ramdisk and its CRC32C.
@@ -218,29 +200,10 @@ fn fit_with_wrong_kernel_hash_is_refused() {
     .assert_lacks(FIT_VERIFIED);
 }
 
-fn prop<T: dtoolkit::ToPropertyValue>(name: &str, value: T) -> DeviceTreeProperty {
-    DeviceTreeProperty::new_unchecked(name, value)
-}
-
 /// A configuration that names no kernel.
 #[test]
 fn fit_without_kernel_is_refused() {
-    let mut ramdisk = DeviceTreeNode::new_unchecked("ramdisk");
-    ramdisk.add_property(prop("data", &b"not a kernel"[..]));
-    ramdisk.add_property(prop("type", "ramdisk"));
-    ramdisk.add_property(prop("arch", "arm64"));
-    ramdisk.add_property(prop("compression", "none"));
-    let mut images = DeviceTreeNode::new_unchecked("images");
-    images.add_child(ramdisk);
-    let mut conf = DeviceTreeNode::new_unchecked("conf-1");
-    conf.add_property(prop("ramdisk", "ramdisk"));
-    let mut configs = DeviceTreeNode::new_unchecked("configurations");
-    configs.add_property(prop("default", "conf-1"));
-    configs.add_child(conf);
-    let mut tree = DeviceTree::new();
-    tree.root.add_child(images);
-    tree.root.add_child(configs);
-    let path = write_asset(&asset_dir(), "no-kernel.itb", &tree.to_dtb());
+    let path = write_asset(&asset_dir(), "no-kernel.itb", &fit_without_kernel());
     boot("fit_without_kernel_is_refused", &machine().kernel(path))
         .assert_rejected("fit: FIT has no kernel: /configurations/conf-1 has no kernel property");
 }

@@ -109,12 +109,23 @@ pub struct InitReport {
     pub kvm: Option<bool>,
     /// The `reserved` ranges of /proc/iomem that cover the stub's RAM (inclusive ends).
     pub reserved: Vec<(u64, u64)>,
+    /// Every `reserved` range of /proc/iomem (inclusive ends).
+    pub iomem_reserved: Vec<(u64, u64)>,
     /// The stress step's progress lines.
     pub stress: Vec<String>,
     /// `/sys/devices/system/cpu/online` after the stress step.
     pub stress_done: Option<String>,
     /// [`MARKER_DONE`] was printed.
     pub done: bool,
+}
+
+/// `<start>-<end>` in hex, as /proc/iomem writes a range.
+fn hex_range(range: &str) -> Option<(u64, u64)> {
+    let (start, end) = range.split_once('-')?;
+    Some((
+        u64::from_str_radix(start, 16).ok()?,
+        u64::from_str_radix(end, 16).ok()?,
+    ))
 }
 
 impl InitReport {
@@ -141,13 +152,9 @@ impl InitReport {
             } else if rest == "/dev/kvm absent" {
                 report.kvm = Some(false);
             } else if let Some(range) = rest.strip_prefix("reserved: ") {
-                if let Some((start, end)) = range.split_once('-') {
-                    if let (Ok(start), Ok(end)) =
-                        (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
-                    {
-                        report.reserved.push((start, end));
-                    }
-                }
+                report.reserved.extend(hex_range(range));
+            } else if let Some(range) = rest.strip_prefix("iomem reserved: ") {
+                report.iomem_reserved.extend(hex_range(range));
             } else if let Some(cpus) = rest.strip_prefix("stress done, cpus online: ") {
                 report.stress_done = Some(cpus.to_owned());
             } else if let Some(step) = rest.strip_prefix("stress: ") {
@@ -155,6 +162,13 @@ impl InitReport {
             }
         }
         report
+    }
+
+    /// Some `reserved` range of /proc/iomem covers all of `[start, end)`.
+    pub fn iomem_reserves(&self, start: u64, end: u64) -> bool {
+        self.iomem_reserved
+            .iter()
+            .any(|&(s, last)| s <= start && last >= end - 1)
     }
 
     /// Some reported `reserved` range covers all of the stub's RAM.
@@ -231,6 +245,7 @@ mod tests {
                    INITRAMFS: /dev/kvm present\r\n\
                    INITRAMFS: reserved: 40100000-4011ffff\r\n\
                    INITRAMFS: reserved: 40000000-4010ffff\r\n\
+                   INITRAMFS: iomem reserved: 00000000-00021fff\r\n\
                    INITRAMFS: stress: writing 600 MiB to tmpfs\r\n\
                    INITRAMFS: stress done, cpus online: 0-3\r\n\
                    INITRAMFS MARKER DONE\r\n";
@@ -245,6 +260,9 @@ mod tests {
             [(0x4010_0000, 0x4011_ffff), (0x4000_0000, 0x4010_ffff)]
         );
         assert!(r.stub_ram_reserved());
+        assert_eq!(r.iomem_reserved, [(0, 0x2_1fff)]);
+        assert!(r.iomem_reserves(0x1000, 0x2_2000));
+        assert!(!r.iomem_reserves(0x1000, 0x2_2001));
         assert_eq!(r.stress, ["writing 600 MiB to tmpfs"]);
         assert_eq!(r.stress_done.as_deref(), Some("0-3"));
         assert!(r.done);

@@ -385,6 +385,10 @@ mod firmware {
         dtb_buf[..base_dtb.len()].copy_from_slice(base_dtb);
         let mut dtb = Dtb::new(&mut dtb_buf)?;
         let mut edits = Edits::new().bootargs(&payload_cmdline);
+        if payload.fdt.is_some() {
+            // A DTB from the FIT does not know this board's RAM; the firmware's does.
+            edits = edits.memory(&ram);
+        }
         if let Some(r) = &initrd {
             edits = edits.initrd(r.start, r.end);
         }

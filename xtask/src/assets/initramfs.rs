@@ -20,6 +20,7 @@
 //! INITRAMFS: /dev/kvm present|absent
 //! INITRAMFS: reserved: <start>-<end>          (each "reserved" /proc/iomem range covering the stub's RAM)
 //! INITRAMFS: reserved: none covers 40100000-4011ffff
+//! INITRAMFS: iomem reserved: <start>-<end>     (every "reserved" range of /proc/iomem)
 //! INITRAMFS: stress: ...                       (only with initramfs.stress=1)
 //! INITRAMFS: stress done, cpus online: <...>   (only with initramfs.stress=1)
 //! INITRAMFS MARKER DONE
@@ -85,6 +86,9 @@ if [ -n "$covering" ]; then
 else
     say "reserved: none covers {STUB_RAM_START:x}-{STUB_RAM_LAST:x}"
 fi
+# Every "reserved" range, for boards whose stub lives elsewhere (the Raspberry Pi 4).
+sed -n 's/^ *\([0-9a-f]*-[0-9a-f]*\) : reserved$/\1/p' /proc/iomem |
+while read -r range; do say "iomem reserved: $range"; done
 
 case " $cmdline " in
 *" {STRESS_OPTION} "*)
