@@ -105,7 +105,7 @@ pub enum ConsoleUart {
 impl ConsoleUart {
     /// The address of its registers.
     #[must_use]
-    pub fn base(self) -> usize {
+    pub const fn base(self) -> usize {
         match self {
             Self::Pl011(b) | Self::MiniUart(b) => b,
         }

@@ -55,6 +55,8 @@ mod firmware {
         EARLY_END = const board::EARLY_CODE.end,
         SHARED_PARKED = const board::SHARED_PARKED,
         SHARED_RELEASE = const board::SHARED_RELEASE,
+        PL011_FALLBACK = const board::FALLBACK_UARTS[1].base(),
+        MINI_UART_FALLBACK = const board::FALLBACK_UARTS[0].base(),
     );
 
     #[global_allocator]

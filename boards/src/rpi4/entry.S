@@ -11,6 +11,14 @@ _start:
     mrs     x9, mpidr_el1
     tst     x9, #0xff
     b.ne    9f
+    // Loaded where linked? A Pi firmware that does not honour config.txt's
+    // kernel_address=0x80000 (newer ones load 64-bit kernels at 0x200000) runs this image
+    // elsewhere, where every absolute address is wrong: say so with position-independent
+    // code only, and stop.
+    adr     x9, _start
+    ldr     x10, =_start
+    cmp     x9, x10
+    b.ne    .Lrpi4_wrong_place
     mrs     x19, CurrentEL
     ubfx    x19, x19, #2, #2
     cmp     x19, #2
@@ -35,6 +43,29 @@ _start:
     bl      rpi4_el2_main
 9:  wfe
     b       9b
+
+// The message, byte by byte, on the PL011 (waiting while UARTFR.TXFF) and on the mini-UART
+// (waiting, a bounded time, for AUX_MU_LSR's transmitter-empty bit): the DTB is not read yet.
+.Lrpi4_wrong_place:
+    adr     x1, .Lrpi4_wrong_place_msg
+1:  ldrb    w2, [x1], #1
+    cbz     w2, 9b
+    ldr     x3, ={PL011_FALLBACK}
+2:  ldr     w4, [x3, #0x18]
+    tbnz    w4, #5, 2b
+    str     w2, [x3]
+    ldr     x3, ={MINI_UART_FALLBACK}
+    mov     x5, #0x100000
+3:  ldr     w4, [x3, #0x14]
+    tbnz    w4, #5, 4f
+    subs    x5, x5, #1
+    b.ne    3b
+    b       1b
+4:  str     w2, [x3]
+    b       1b
+.Lrpi4_wrong_place_msg:
+    .asciz "\r\nhypstub: kernel8.img is linked at 0x80000 but was loaded elsewhere: put kernel_address=0x80000 in config.txt; stopping\r\n"
+.balign 4
 
 // The boot CPU arrives here at EL1 from the stub, MMU off, x0 = DTB, SP_EL1 set. What was
 // written with the MMU off (the shared page, the EL1 stage's RAM) and the image and what
