@@ -264,3 +264,23 @@ fn rpi4_initrd_that_is_not_a_fit_is_refused() {
         "fit: not a FIT: bad magic",
     );
 }
+
+/// kernel8.img loaded somewhere other than 0x80000 (a Pi firmware ignoring config.txt's
+/// `kernel_address`): it says so on both UARTs instead of running off into the void.
+#[test]
+fn rpi4_loaded_at_the_wrong_address_says_so() {
+    let mut run = xtask::runner::QemuRun::raspi4b(hypstub_tests::rpi4_firmware());
+    run.kernel = None;
+    let run = run.arg("-device").arg(format!(
+        "loader,file={},addr=0x200000,cpu-num=0,force-raw=on",
+        hypstub_tests::rpi4_firmware().display()
+    ));
+    boot_to_marker(
+        "rpi4_wrong_place",
+        &run,
+        "put kernel_address=0x80000 in config.txt; stopping",
+        std::time::Duration::from_secs(30),
+    )
+    .assert_stopped_at_marker()
+    .assert_lacks("hypstub 0.1.0 on rpi4");
+}

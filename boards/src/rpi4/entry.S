@@ -44,25 +44,29 @@ _start:
 9:  wfe
     b       9b
 
-// The message, byte by byte, on the PL011 (waiting while UARTFR.TXFF) and on the mini-UART
-// (waiting, a bounded time, for AUX_MU_LSR's transmitter-empty bit): the DTB is not read yet.
+// The message on the PL011 (waiting while UARTFR.TXFF), then on the mini-UART (waiting, a
+// bounded time, for AUX_MU_LSR's transmitter-empty bit): the DTB is not read yet.
 .Lrpi4_wrong_place:
     adr     x1, .Lrpi4_wrong_place_msg
-1:  ldrb    w2, [x1], #1
-    cbz     w2, 9b
     ldr     x3, ={PL011_FALLBACK}
+1:  ldrb    w2, [x1], #1
+    cbz     w2, 3f
 2:  ldr     w4, [x3, #0x18]
     tbnz    w4, #5, 2b
     str     w2, [x3]
+    b       1b
+3:  adr     x1, .Lrpi4_wrong_place_msg
     ldr     x3, ={MINI_UART_FALLBACK}
+4:  ldrb    w2, [x1], #1
+    cbz     w2, 9b
     mov     x5, #0x100000
-3:  ldr     w4, [x3, #0x14]
-    tbnz    w4, #5, 4f
+5:  ldr     w4, [x3, #0x14]
+    tbnz    w4, #5, 6f
     subs    x5, x5, #1
-    b.ne    3b
-    b       1b
-4:  str     w2, [x3]
-    b       1b
+    b.ne    5b
+    b       4b
+6:  str     w2, [x3]
+    b       4b
 .Lrpi4_wrong_place_msg:
     .asciz "\r\nhypstub: kernel8.img is linked at 0x80000 but was loaded elsewhere: put kernel_address=0x80000 in config.txt; stopping\r\n"
 .balign 4
