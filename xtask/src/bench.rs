@@ -22,6 +22,7 @@
 pub mod boot;
 pub mod console;
 pub mod payload;
+pub mod pi;
 
 use std::fmt::{self, Write as _};
 use std::path::Path;

@@ -143,6 +143,10 @@ enum Cmd {
         /// Only the Linux boot part.
         #[arg(long)]
         boot: bool,
+        /// Only the Raspberry Pi 4: Debian's kernel through kernel8.img and directly on QEMU
+        /// raspi4b under -icount shift=0, one run each (guest instructions, repeatable).
+        #[arg(long, conflicts_with_all = ["reloc", "boot"])]
+        pi: bool,
         /// Timed Linux boots of each kind (the median is reported).
         #[arg(long, value_name = "N", default_value_t = bench::boot::DEFAULT_RUNS, value_parser = clap::value_parser!(u32).range(1..))]
         boot_runs: u32,
@@ -355,7 +359,11 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
             reloc,
             boot,
             boot_runs,
+            pi,
         } => {
+            if pi {
+                return bench_pi();
+            }
             // Neither flag (or both): both parts.
             let (do_reloc, do_boot) = (reloc || !boot, boot || !reloc);
             let qemu = qemu::ensure()?;
@@ -605,6 +613,23 @@ fn bench_boot(
         println!("{line}");
     }
     Ok(())
+}
+
+/// `cargo xtask bench --pi`.
+fn bench_pi() -> anyhow::Result<ExitCode> {
+    let qemu = qemu::ensure()?;
+    let built = image::build_firmware(Board::Rpi4, BuildOptions::default())?;
+    let files = assets::ensure(Fetch::IfMissing)?;
+    println!("{}", bench::Host::probe(&qemu));
+    println!(
+        "firmware: {} ({})",
+        absolute(built.image.clone()).display(),
+        built.size_text()
+    );
+    let dir = xtask::output_dir().join("bench-pi");
+    let report = bench::pi::run(&qemu, &built.image, &files, &dir)?;
+    println!("{}", report.table());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// QEMU's exit status as ours; a signal becomes 128 + its number, as in a shell.
