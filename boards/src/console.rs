@@ -11,6 +11,13 @@ use log::{LevelFilter, Log, Metadata, Record};
 use spin::mutex::SpinMutex;
 use spin::Once;
 
+/// How many times a raw writer polls a UART for room before it drops the byte.
+const SPIN_LIMIT: u32 = 1_000_000;
+/// PL011 UARTFR.BUSY: still transmitting.
+const UARTFR_BUSY: u32 = 1 << 3;
+/// AUX_MU_LSR bit 6: the transmitter is idle (FIFO empty, last bit sent).
+const AUX_MU_LSR_TX_IDLE: u32 = 1 << 6;
+
 /// PL011 register offsets used by the lock-free path (PL011 TRM, 3.2).
 const UARTDR: usize = 0x00;
 const UARTFR: usize = 0x18;
@@ -39,9 +46,17 @@ pub unsafe fn pl011_write_raw(base: usize, s: &str) {
 unsafe fn pl011_put(base: usize, b: u8) {
     let fr = (base + UARTFR) as *const u32;
     let dr = (base + UARTDR) as *mut u32;
+    // A PL011 nobody enabled (UARTCR.UARTEN = 0: the Pi 4's drives Bluetooth when the
+    // mini-UART is the console) may never drain: give up on the byte after a bounded wait
+    // rather than hang on a console.
+    let mut tries = SPIN_LIMIT;
     // SAFETY: the caller guarantees these are the PL011's flag and data registers.
     unsafe {
         while fr.read_volatile() & UARTFR_TXFF != 0 {
+            tries -= 1;
+            if tries == 0 {
+                return;
+            }
             core::hint::spin_loop();
         }
         dr.write_volatile(u32::from(b));
@@ -79,7 +94,7 @@ unsafe fn mini_uart_put(base: usize, b: u8) {
     let io = base as *mut u32;
     // A mini-UART the firmware did not enable (no `enable_uart=1`) may never report room:
     // give up on the byte after a bounded wait rather than hang the boot on a console.
-    let mut tries = 1_000_000u32;
+    let mut tries = SPIN_LIMIT;
     // SAFETY: the caller guarantees these are the mini-UART's LSR and IO registers.
     unsafe {
         while lsr.read_volatile() & AUX_MU_LSR_TX_EMPTY == 0 {
@@ -103,6 +118,26 @@ pub enum ConsoleUart {
 }
 
 impl ConsoleUart {
+    /// Waits, a bounded time, until the UART has sent every byte it holds: before a reset
+    /// or power-off that would cut the last line short (at 115200 baud a full FIFO takes
+    /// milliseconds).
+    ///
+    /// # Safety
+    /// As [`Self::write_raw`].
+    pub unsafe fn drain(self) {
+        let (reg, done): (usize, fn(u32) -> bool) = match self {
+            Self::Pl011(b) => (b + UARTFR, |v| v & UARTFR_BUSY == 0),
+            Self::MiniUart(b) => (b + AUX_MU_LSR, |v| v & AUX_MU_LSR_TX_IDLE != 0),
+        };
+        for _ in 0..SPIN_LIMIT {
+            // SAFETY: the caller guarantees a UART of this kind at this address.
+            if done(unsafe { (reg as *const u32).read_volatile() }) {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+    }
+
     /// The address of its registers.
     #[must_use]
     pub const fn base(self) -> usize {

@@ -83,7 +83,18 @@ hypstub_demo_payload_start:
     // BCM2711 power off, as Linux's bcm2835_wdt does it: PM_RSTS asks the firmware to halt
     // (partition 63), then a watchdog reset after 10 ticks (PM_WDOG, PM_RSTC full reset).
     // Every write carries the PM password in bits 31:24.
-14: ldr     w10, .Ldemo_pm_halt
+    // First let the UART send the last line: the watchdog fires ~150 us after PM_WDOG.
+    // PL011: UARTFR.BUSY (bit 3) clear; mini-UART: AUX_MU_LSR bit 6 (transmitter idle).
+14: mov     x11, #0x100000
+15: subs    x11, x11, #1
+    b.eq    18f
+    cbnz    x25, 16f
+    ldr     w8, [x23, #0x18]
+    tbnz    w8, #3, 15b
+    b       18f
+16: ldr     w8, [x23, #0x14]
+    tbz     w8, #6, 15b
+18: ldr     w10, .Ldemo_pm_halt
     str     w10, [x9, #0x20]
     ldr     w10, .Ldemo_pm_wdog
     str     w10, [x9, #0x24]

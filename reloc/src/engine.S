@@ -368,31 +368,34 @@ hypstub_reloc_engine_start:
     bl      .Lreloc_putc
     b       .Lreloc_stop
 
-// .Lreloc_putc: w0 to the UART at x28 (none when x28 = 0), '\n' as "\r\n". Uses x8, x9.
-// PL011 (PL011 TRM 3.3.3): wait while UARTFR (+0x18) TXFF (bit 5) is set, then write UARTDR.
-// Mini-UART (FLAG_CONSOLE_MINI_UART; BCM2711 ARM Peripherals 11.5): wait until AUX_MU_LSR
-// (+0x14) bit 5, "transmitter empty", is set, then write AUX_MU_IO.
+// .Lreloc_putc: w0 to the UART at x28 (none when x28 = 0), '\n' as "\r\n" (the engine never
+// prints a bare '\r'). Uses x0, x8, x9.
+// PL011 (PL011 TRM 3.3.3): room when UARTFR (+0x18) TXFF (bit 5) is clear; then UARTDR.
+// Mini-UART (FLAG_CONSOLE_MINI_UART; BCM2711 ARM Peripherals 11.5): room when AUX_MU_LSR
+// (+0x14) bit 5 is set; then AUX_MU_IO.
+// A UART that has no room for 2^20 polls (one nobody enabled) is dropped, x28 = 0: the
+// engine never hangs on its console.
 .Lreloc_putc:
     cbz     x28, 20f
     cmp     w0, #'\n'
     b.ne    19f
-    mov     w9, #'\r'
-    tbnz    x27, #{FLAG_MINI_UART_BIT}, 23f
-21: ldr     w8, [x28, #0x18]
-    tbnz    w8, #5, 21b
-    str     w9, [x28]
-    b       19f
-23: ldr     w8, [x28, #0x14]
-    tbz     w8, #5, 23b
-    str     w9, [x28]
-19: tbnz    x27, #{FLAG_MINI_UART_BIT}, 24f
-22: ldr     w8, [x28, #0x18]
-    tbnz    w8, #5, 22b
-    str     w0, [x28]
+    mov     w0, #'\r'
+19: mov     x9, #0x100000
+21: tbnz    x27, #{FLAG_MINI_UART_BIT}, 22f
+    ldr     w8, [x28, #0x18]
+    tbz     w8, #5, 23f
+    b       24f
+22: ldr     w8, [x28, #0x14]
+    tbnz    w8, #5, 23f
+24: subs    x9, x9, #1
+    b.ne    21b
+    mov     x28, xzr
     ret
-24: ldr     w8, [x28, #0x14]
-    tbz     w8, #5, 24b
-    str     w0, [x28]
+23: str     w0, [x28]
+    cmp     w0, #'\r'
+    b.ne    20f
+    mov     w0, #'\n'
+    b       19b
 20: ret
 
 .balign 8

@@ -248,13 +248,26 @@ mod firmware {
             cpus.len(),
             ranges(&reserved)
         );
+        // hypstub's RAM and image were in use before the DTB could be read: memory the DTB
+        // reserves there (TF-A's BL31 as an armstub, say) has been overwritten already.
+        let image_end = (core::ptr::addr_of!(__image_end) as u64).next_multiple_of(4096);
+        let own = board::SHARED.start..image_end;
+        if let Some(r) = reserved
+            .iter()
+            .chain(core::iter::once(&blob_range))
+            .find(|r| r.start < own.end && own.start < r.end)
+        {
+            return Err(BootError::Board(alloc::format!(
+                "the DTB reserves or puts {:#x}..{:#x}, inside hypstub's own RAM and image {:#x}..{:#x}: an armstub that keeps code there (TF-A's BL31) cannot be used with hypstub",
+                r.start, r.end, own.start, own.end
+            )));
+        }
         let bank0 = ram
             .iter()
             .find(|r| r.contains(&board::IMAGE_BASE))
             .cloned()
             .ok_or(BootError::NoRam(board::IMAGE_BASE))?;
 
-        let image_end = (core::ptr::addr_of!(__image_end) as u64).next_multiple_of(4096);
         let code = board::IMAGE_BASE..image_end;
         handover::map_all_ram(
             &ram,
@@ -394,17 +407,20 @@ mod firmware {
         if let Some(r) = &initrd {
             edits = edits.initrd(r.start, r.end);
         }
-        // booting.rst: the spin-table release words must be in reserved memory. Debian's Pi 4
-        // DTB reserves page 0 already; a DTB that does not gets the reservation here.
+        // What the payload's DTB must reserve: the spin-table release words (booting.rst)
+        // and page 0, and -- when the DTB comes from the FIT -- everything the firmware's DTB
+        // reserved. Whatever the DTB being edited reserves already is not added again
+        // (Debian's Pi 4 DTB has page 0).
+        let already = dtfacts::reserved(&dtb.fdt())?;
         let mut to_reserve = alloc::vec![board::SPIN_PAGE];
         to_reserve.extend(release_pages.iter().cloned());
+        if payload.fdt.is_some() {
+            to_reserve.extend(reserved.iter().cloned());
+        }
         to_reserve.sort_by_key(|r| r.start);
         to_reserve.dedup();
         for r in to_reserve {
-            if !reserved
-                .iter()
-                .any(|x| x.start <= r.start && r.end <= x.end)
-            {
+            if !already.iter().any(|x| x.start <= r.start && r.end <= x.end) {
                 edits = edits.memreserve(r.start, r.end - r.start);
             }
         }

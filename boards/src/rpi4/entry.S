@@ -44,29 +44,36 @@ _start:
 9:  wfe
     b       9b
 
-// The message on the PL011 (waiting while UARTFR.TXFF), then on the mini-UART (waiting, a
-// bounded time, for AUX_MU_LSR's transmitter-empty bit): the DTB is not read yet.
+// The message on the mini-UART (the Pi 4's console on GPIO 14/15), then on the PL011: the
+// DTB is not read yet. Each waits a bounded time for room (AUX_MU_LSR bit 5 set, UARTFR.TXFF
+// clear) and drops the byte after that, so a UART nobody enabled cannot hang it.
 .Lrpi4_wrong_place:
-    adr     x1, .Lrpi4_wrong_place_msg
-    ldr     x3, ={PL011_FALLBACK}
-1:  ldrb    w2, [x1], #1
-    cbz     w2, 3f
-2:  ldr     w4, [x3, #0x18]
-    tbnz    w4, #5, 2b
-    str     w2, [x3]
-    b       1b
-3:  adr     x1, .Lrpi4_wrong_place_msg
     ldr     x3, ={MINI_UART_FALLBACK}
-4:  ldrb    w2, [x1], #1
-    cbz     w2, 9b
+    mov     x6, #0x14                           // AUX_MU_LSR
+    mov     x7, #0                              // room when bit 5 is set
+    bl      .Lrpi4_wrong_place_puts
+    ldr     x3, ={PL011_FALLBACK}
+    mov     x6, #0x18                           // UARTFR
+    mov     x7, #1                              // room when bit 5 (TXFF) is clear
+    bl      .Lrpi4_wrong_place_puts
+    b       9b
+
+// x3 = UART data register, x6 = status offset, x7 = 1 if status bit 5 means "full".
+.Lrpi4_wrong_place_puts:
+    adr     x1, .Lrpi4_wrong_place_msg
+1:  ldrb    w2, [x1], #1
+    cbz     w2, 4f
     mov     x5, #0x100000
-5:  ldr     w4, [x3, #0x14]
-    tbnz    w4, #5, 6f
+2:  ldr     w4, [x3, x6]
+    ubfx    w4, w4, #5, #1
+    cmp     w4, w7
+    b.ne    3f
     subs    x5, x5, #1
-    b.ne    5b
-    b       4b
-6:  str     w2, [x3]
-    b       4b
+    b.ne    2b
+    b       1b
+3:  str     w2, [x3]
+    b       1b
+4:  ret
 .Lrpi4_wrong_place_msg:
     .asciz "\r\nhypstub: kernel8.img is linked at 0x80000 but was loaded elsewhere: put kernel_address=0x80000 in config.txt; stopping\r\n"
 .balign 4

@@ -211,10 +211,9 @@ unsafe impl el2_stub::Platform for Rpi4 {
     const HAS_PSCI: bool = false;
 
     fn console_write(s: &str) {
-        if let Some(uart) = HYPSTUB_RPI4_SHARED.console() {
-            // SAFETY: the EL1 stage recorded the DTB's console UART; at EL2 the MMU is off.
-            unsafe { uart.write_raw(s) };
-        }
+        // The DTB's console once the EL1 stage has named it, else both UARTs: a fault at
+        // EL2 before that is reported too.
+        console_raw(s);
     }
 
     fn psci(_args: [u64; 18]) -> [u64; 4] {
@@ -234,6 +233,17 @@ unsafe impl el2_stub::Platform for Rpi4 {
 /// if that does not happen. Works at EL2 (MMU off) and at EL1 (PM mapped as Device memory).
 pub fn power_off() -> ! {
     const PASSWORD: u32 = 0x5a00_0000;
+    // The watchdog fires 10 ticks (about 150 us) after the last write: let the console send
+    // the line that says why first.
+    let console = HYPSTUB_RPI4_SHARED.console();
+    for uart in console.as_slice().iter().chain(if console.is_none() {
+        &FALLBACK_UARTS[..]
+    } else {
+        &[]
+    }) {
+        // SAFETY: the DTB's console or the Pi's two UARTs, Device memory or MMU off.
+        unsafe { uart.drain() };
+    }
     let reg = |off: u64| (PM + off) as *mut u32;
     // SAFETY: the PM block's RSTS, WDOG and RSTC registers (BCM2711 PM_* offsets 0x20,
     // 0x24, 0x1c), mapped as Device memory or reached with the MMU off.
