@@ -227,6 +227,7 @@ pub struct Edits<'a> {
     disable: Vec<&'a str>,
     memory: Option<&'a [Range<u64>]>,
     u64_props: Vec<(&'a str, &'a str, u64)>,
+    no_map: Vec<(&'a str, u64, u64)>,
 }
 
 impl<'a> Edits<'a> {
@@ -293,6 +294,17 @@ impl<'a> Edits<'a> {
     #[must_use]
     pub fn property_u64(mut self, path: &'a str, name: &'a str, value: u64) -> Self {
         self.u64_props.push((path, name, value));
+        self
+    }
+
+    /// Adds `/reserved-memory/<name>@<base>` with `reg = <base size>` and `no-map`
+    /// (reserved-memory.yaml): the payload neither uses nor maps that memory, so it can never
+    /// hold a cached copy of what the stub there reads and writes with its MMU off.
+    /// `/reserved-memory` is created (with the root's cell sizes and an empty `ranges`) if
+    /// the DTB has none.
+    #[must_use]
+    pub fn reserve_no_map(mut self, name: &'a str, base: u64, size: u64) -> Self {
+        self.no_map.push((name, base, size));
         self
     }
 
@@ -626,6 +638,21 @@ impl<'a> Dtb<'a> {
             let node = node.ok_or_else(|| FdtError::NoNode { path: path.into() })?;
             node.add_property(DeviceTreeProperty::new_unchecked(name, value));
         }
+        if !edits.no_map.is_empty() {
+            let root = self.fdt().root();
+            let root_cells = (
+                cells(&root, "#address-cells", "/#address-cells", 2)?,
+                cells(&root, "#size-cells", "/#size-cells", 1)?,
+            );
+            let rm_cells = match self.fdt().find_node("/reserved-memory") {
+                Some(rm) => (
+                    cells(&rm, "#address-cells", "/reserved-memory/#address-cells", 2)?,
+                    cells(&rm, "#size-cells", "/reserved-memory/#size-cells", 1)?,
+                ),
+                None => root_cells,
+            };
+            add_no_map(&mut tree, &edits.no_map, root_cells, rm_cells)?;
+        }
         for &(base, size) in &edits.memreserves {
             tree.memory_reservations
                 .push(MemoryReservation::new(base, size));
@@ -689,6 +716,48 @@ impl<'a> Dtb<'a> {
 
 /// The RAM edit of [`Edits::memory`] on the tree (`ranges` checked non-empty and each
 /// non-empty).
+/// Adds the `no-map` children of `/reserved-memory` ([`Edits::reserve_no_map`]), creating the
+/// node with `root_cells` when it is missing; `rm_cells` are its cell sizes.
+fn add_no_map(
+    tree: &mut DeviceTree,
+    entries: &[(&str, u64, u64)],
+    root_cells: (usize, usize),
+    rm_cells: (usize, usize),
+) -> Result<(), FdtError> {
+    if tree.root.child_mut("reserved-memory").is_none() {
+        let mut rm = DeviceTreeNode::new_unchecked("reserved-memory");
+        rm.add_property(DeviceTreeProperty::new_unchecked(
+            "#address-cells",
+            root_cells.0 as u32,
+        ));
+        rm.add_property(DeviceTreeProperty::new_unchecked(
+            "#size-cells",
+            root_cells.1 as u32,
+        ));
+        rm.add_property(DeviceTreeProperty::new_unchecked("ranges", &[0u8; 0][..]));
+        tree.root.add_child(rm);
+    }
+    let Some(rm) = tree.root.child_mut("reserved-memory") else {
+        return Err(FdtError::NoNode {
+            path: "/reserved-memory".into(),
+        });
+    };
+    for &(name, base, size) in entries {
+        let mut reg = Vec::new();
+        for (value, cells) in [(base, rm_cells.0), (size, rm_cells.1)] {
+            if cells == 1 && value > u64::from(u32::MAX) {
+                return Err(FdtError::MemoryCells { value });
+            }
+            reg.extend_from_slice(&value.to_be_bytes()[8 - 4 * cells..]);
+        }
+        let mut node = DeviceTreeNode::new_unchecked(format!("{name}@{base:x}"));
+        node.add_property(DeviceTreeProperty::new_unchecked("reg", reg));
+        node.add_property(DeviceTreeProperty::new_unchecked("no-map", &[0u8; 0][..]));
+        rm.add_child(node);
+    }
+    Ok(())
+}
+
 fn set_memory(
     tree: &mut DeviceTree,
     ranges: &[Range<u64>],

@@ -578,3 +578,28 @@ fn sets_stdout_path() {
     assert!(err.to_string().contains("stdout-path"), "{err}");
     assert_eq!(buf, before);
 }
+
+#[test]
+fn reserve_no_map_creates_reserved_memory_and_adds_to_it() {
+    let mut buf = QEMU_VIRT.to_vec();
+    let mut dtb = Dtb::new(&mut buf).unwrap();
+    assert!(dtb.fdt().find_node("/reserved-memory").is_none());
+    dtb.apply(&Edits::new().reserve_no_map("hypstub", 0x4010_0000, 0x2_0000))
+        .unwrap();
+    let fdt = dtb.fdt();
+    let node = fdt
+        .find_node("/reserved-memory/hypstub@40100000")
+        .expect("node added");
+    assert!(node.property("no-map").is_some());
+    assert_eq!(
+        loader::dtfacts::reserved(&fdt).unwrap(),
+        [0x4010_0000..0x4012_0000]
+    );
+    // A second one goes into the existing node.
+    dtb.apply(&Edits::new().reserve_no_map("more", 0x4800_0000, 0x1000))
+        .unwrap();
+    assert_eq!(
+        loader::dtfacts::reserved(&dtb.fdt()).unwrap(),
+        [0x4010_0000..0x4012_0000, 0x4800_0000..0x4800_1000]
+    );
+}

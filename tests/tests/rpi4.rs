@@ -101,9 +101,10 @@ fn rpi4_linux_at_el1_pl011() {
         .assert_contains("kvm [1]: HYP mode not available")
         .assert_that(report.kvm == Some(false), "`INITRAMFS: /dev/kvm absent`")
         .assert_that(
-            report.iomem_reserves(0x1000, 0x2_2000),
+            report.iomem_reserves(0x1000, 0x2000) && report.iomem_reserves(0x2000, 0x2_2000),
             &format!(
-                "the stub's page and RAM 0x1000..0x22000 reserved in /proc/iomem, got {:x?}",
+                "the stub's shared page 0x1000..0x2000 and its RAM 0x2000..0x22000 (no-map) \
+                 reserved in /proc/iomem, got {:x?}",
                 report.iomem_reserved
             ),
         )

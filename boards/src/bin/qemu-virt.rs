@@ -257,10 +257,13 @@ mod firmware {
         // DTB edits first: if the DTB cannot take them, nothing has been loaded yet.
         let mut edits = Edits::new().bootargs(&payload_cmdline);
         if el == 1 {
-            // The stub stays: its RAM is reserved, and the flash it runs from must not be
-            // reprogrammed by a payload driver (QEMU describes it as `cfi-flash`).
+            // The stub stays: its RAM is reserved with no-map (the payload never maps it, so
+            // never holds a cached copy of what the stub writes with its MMU off), and the
+            // flash it runs from must not be reprogrammed by a payload driver (QEMU describes
+            // it as `cfi-flash`).
             edits = edits
-                .memreserve(
+                .reserve_no_map(
+                    "hypstub",
                     board::RESIDENT.start,
                     board::RESIDENT.end - board::RESIDENT.start,
                 )

@@ -425,10 +425,16 @@ mod firmware {
             }
         }
         if el == 1 {
+            // The stub's RAM with no-map: the payload never maps it, so never holds a cached
+            // copy of what the stub writes there with its MMU off. The shared page stays
+            // mapped (the payload writes the release words there, and cleans them), and so
+            // does the code (read only, never changed).
             edits = edits
-                .memreserve(
-                    board::SHARED.start,
-                    board::RESIDENT.end - board::SHARED.start,
+                .memreserve(board::SHARED.start, board::SHARED.end - board::SHARED.start)
+                .reserve_no_map(
+                    "hypstub",
+                    board::RESIDENT.start,
+                    board::RESIDENT.end - board::RESIDENT.start,
                 )
                 .memreserve(code.start, code.end - code.start);
             for (path, addr) in &release_paths {
