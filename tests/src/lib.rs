@@ -263,10 +263,16 @@ pub fn boot(name: &str, run: &QemuRun) -> Boot {
 
 /// [`boot`] with another timeout, for boots that copy hundreds of MiB.
 pub fn boot_within(name: &str, run: &QemuRun, timeout: Duration) -> Boot {
+    boot_captured(name, run, Capture::with_timeout(timeout))
+}
+
+/// Runs `run` with `capture`, echoing the log behind `[name] `; panics if QEMU cannot run or
+/// the timeout passes.
+fn boot_captured(name: &str, run: &QemuRun, capture: Capture) -> Boot {
     let qemu = qemu();
     let capture = Capture {
         echo_prefix: Some(format!("[{name}] ")),
-        ..Capture::with_timeout(timeout)
+        ..capture
     };
     eprintln!(
         "[{name}] $ {}",
@@ -285,23 +291,14 @@ pub fn boot_within(name: &str, run: &QemuRun, timeout: Duration) -> Boot {
 /// power off), at most `timeout`. Panics with the log if the marker never comes; check
 /// [`Boot::assert_stopped_at_marker`] if QEMU may exit by itself first.
 pub fn boot_to_marker(name: &str, run: &QemuRun, marker: &str, timeout: Duration) -> Boot {
-    let qemu = qemu();
-    let capture = Capture {
-        stop_at: Some(marker.to_owned()),
-        echo_prefix: Some(format!("[{name}] ")),
-        ..Capture::with_timeout(timeout)
-    };
-    eprintln!(
-        "[{name}] $ {}",
-        xtask::display_command(&run.captured_command(qemu))
-    );
-    match run.run_captured(qemu, &capture) {
-        Ok(outcome) => Boot {
-            name: name.to_owned(),
-            outcome,
+    boot_captured(
+        name,
+        run,
+        Capture {
+            stop_at: Some(marker.to_owned()),
+            ..Capture::with_timeout(timeout)
         },
-        Err(e) => panic!("{name}: {e}"),
-    }
+    )
 }
 
 /// A finished boot, with assertions that print everything on failure.
