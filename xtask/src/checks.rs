@@ -39,6 +39,9 @@ impl Step {
 /// The CI steps, in order.
 pub fn ci_steps() -> Vec<Step> {
     vec![
+        Step::new("toolchain", || {
+            crate::toolchain::ensure(crate::toolchain::TEST)
+        }),
         Step::cargo("rustfmt", &["fmt", "--all", "--", "--check"]),
         Step::cargo(
             "clippy (host)",
@@ -264,7 +267,9 @@ mod tests {
     #[test]
     fn ci_step_order() {
         let titles: Vec<_> = ci_steps().into_iter().map(|s| s.title).collect();
-        assert_eq!(titles.first().map(String::as_str), Some("rustfmt"));
+        // The toolchain first: every later step builds with it.
+        assert_eq!(titles.first().map(String::as_str), Some("toolchain"));
+        assert_eq!(titles.get(1).map(String::as_str), Some("rustfmt"));
         assert_eq!(
             titles.last().map(String::as_str),
             Some("QEMU integration tests")

@@ -369,6 +369,7 @@ impl CargoBuild {
 /// `cargo build [--release] -p <package> --bin <bin> --target <TARGET> [--features ...]
 /// [--target-dir ...]`; returns the ELF.
 fn cargo_build(spec: &CargoBuild, opts: BuildOptions) -> anyhow::Result<PathBuf> {
+    crate::toolchain::ensure(crate::toolchain::BUILD)?;
     let mut cmd = cargo();
     cmd.arg("build");
     if opts.profile == Profile::Release {

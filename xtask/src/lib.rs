@@ -9,6 +9,8 @@
 //!   console captured, a timeout, and an optional marker to stop at.
 //! - [`rpi4`]: the Raspberry Pi 4's SD-card folder (kernel8.img, config.txt, cmdline.txt,
 //!   the payload FIT written by [`fit`]) and the DTB and machine for QEMU raspi4b.
+//! - [`toolchain`]: the bare-metal target and the components `rust-toolchain.toml` names,
+//!   added with rustup when the installed toolchain lacks them.
 //! - [`checks`]: the steps of `cargo xtask test`, the same ones CI runs.
 //! - [`bench`]: `cargo xtask bench`, the relocation figures, with its payloads
 //!   ([`bench::payload`], encoded with [`a64`]) and the console lines it reads, and the
@@ -35,6 +37,7 @@ pub mod linux;
 pub mod qemu;
 pub mod rpi4;
 pub mod runner;
+pub mod toolchain;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
