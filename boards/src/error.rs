@@ -62,6 +62,9 @@ pub enum BootError {
         /// The heap's size.
         heap: usize,
     },
+    /// A board asked for its DTB twice (a bug in the board's hooks).
+    #[error("DTB: the board's device tree was already handed to the payload")]
+    DtbTaken,
     /// The built-in demo saw wrong answers from the stub.
     #[error("demo: the stub's answers were wrong (see above); not relocating the demo payload")]
     DemoFailed,

@@ -7,13 +7,14 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use loader::options::CopyMode;
+use loader::options::{CopyMode, El};
 use log::{error, info, warn};
 use reloc::plan::{Finish, Layout, Planner};
 
 use crate::boot::{copy_into, cpu_has_crc32};
 use crate::el1::{self, cache::CpuCache, IdentityMemory};
 use crate::error::BootError;
+use crate::flow::Written;
 
 /// Where a segment's bytes come from.
 pub enum Bytes<'a> {
@@ -35,13 +36,13 @@ pub struct Segment<'a> {
 }
 
 /// How to enter the payload.
-pub struct Entry {
+pub struct PayloadEntry {
     /// Its entry point (inside the first segment's destination).
     pub pc: u64,
     /// x0..x3.
     pub regs: [u64; 4],
-    /// 1 or 2.
-    pub el: u64,
+    /// The EL to enter it at (`hypstub.el`).
+    pub el: El,
     /// `hypstub.copy`.
     pub copy: CopyMode,
     /// `hypstub.verify`.
@@ -65,7 +66,7 @@ pub struct Handoff {
     /// The argument block (x2).
     pub args: u64,
     /// The EL the payload is entered at.
-    pub el: u64,
+    pub el: El,
 }
 
 /// Stages `segments` with a planner over `layout`, fills them (`load` for
@@ -78,7 +79,7 @@ pub struct Handoff {
 pub fn relocate(
     layout: Layout,
     segments: &[Segment<'_>],
-    entry: &Entry,
+    entry: &PayloadEntry,
     load: &mut Load<'_>,
     tamper: Option<&Tamper>,
 ) -> Result<Handoff, BootError> {
@@ -105,7 +106,7 @@ pub fn relocate(
     let ready = planner.finish(Finish {
         entry: entry.pc,
         regs: entry.regs,
-        el: entry.el,
+        el: el_number(entry.el),
         mmu: entry.copy == CopyMode::Mmu,
         digests: entry.verify && crc_hw,
         crc_hw,
@@ -162,14 +163,23 @@ pub fn map_all_ram(
     Ok(())
 }
 
-/// The point of no return: cleans and invalidates `a` and `b` (the EL1 stage's RAM and
+/// 1 or 2, as the argument block and the console say it.
+#[must_use]
+pub fn el_number(el: El) -> u64 {
+    match el {
+        El::One => 1,
+        El::Two => 2,
+    }
+}
+
+/// The point of no return: cleans and invalidates `written` (the EL1 stage's RAM and
 /// whatever else it wrote that a destination may cover) to PoC, then HVC_SOFT_RESTART runs
 /// the engine at EL2 with x0 = the block. Returns only if the stub refuses; then `stop`.
-pub fn enter(h: &Handoff, a: &Range<u64>, b: &Range<u64>, stop: fn() -> !) -> ! {
+pub fn enter(h: &Handoff, written: &Written, stop: fn() -> !) -> ! {
     info!(
         "payload: entering at EL{} through the engine{}",
-        h.el,
-        if h.el == 1 {
+        el_number(h.el),
+        if h.el == El::One {
             "; the stub stays at EL2"
         } else {
             ""
@@ -179,6 +189,7 @@ pub fn enter(h: &Handoff, a: &Range<u64>, b: &Range<u64>, stop: fn() -> !) -> ! 
         "reloc: HVC_SOFT_RESTART to the engine at {:#x} with the block at {:#x}",
         h.engine, h.args
     );
+    let (a, b) = (&written.stage, &written.work);
     // SAFETY: the plan is checked and cleaned to PoC; the ranges are mapped as data (the
     // caller's); on success this never returns.
     let r =

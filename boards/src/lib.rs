@@ -17,7 +17,11 @@ pub mod demo;
 pub mod el1;
 pub mod error;
 #[cfg(target_arch = "aarch64")]
+pub mod flow;
+#[cfg(target_arch = "aarch64")]
 pub mod handover;
 pub mod payload;
 pub mod qemu_virt;
 pub mod rpi4;
+#[cfg(target_arch = "aarch64")]
+pub mod runtime;

@@ -1,5 +1,5 @@
-//! The payload's parts as the boot stories stage them, and reading them from a FIT in
-//! memory: what every board that takes a FIT shares (the Pi 4, whose firmware loads the FIT
+//! The payload's parts as the boot flow stages them ([`Payload`], [`Source`]), and reading
+//! them from a FIT in memory: what every board that takes a FIT shares (the Pi 4, whose firmware loads the FIT
 //! as the initramfs; QEMU virt, which reads a FIT given as `-kernel` from fw_cfg).
 //!
 //! Reading a FIT checks all of it before anything is staged: its structure and the default
@@ -12,18 +12,70 @@ use log::info;
 
 use crate::error::BootError;
 
-/// The payload's parts, borrowed from where they are now (a FIT, or the firmware image for
-/// the demo).
+/// Where the bytes of the kernel or the initrd come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// Copied from memory by the CPU: a part of a FIT, the built-in demo, an image built
+    /// into the firmware.
+    Memory(&'a [u8]),
+    /// This many bytes, which the board's device writes into the staging pages itself
+    /// (fw_cfg DMA; [`crate::flow::Board::load`]).
+    Device(u64),
+}
+
+impl Source<'_> {
+    /// Its length in bytes.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        match self {
+            Source::Memory(b) => b.len() as u64,
+            Source::Device(n) => *n,
+        }
+    }
+
+    /// Whether it has no bytes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The payload's parts as the boot flow stages them, borrowed from where they are now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload<'a> {
     /// The kernel: an arm64 Image.
-    pub kernel: &'a [u8],
+    pub kernel: Source<'a>,
+    /// The kernel's first bytes (its arm64 Image header; zeros past its end).
+    pub header: [u8; loader::image::HEADER_SIZE],
     /// The initrd, if any.
-    pub ramdisk: Option<&'a [u8]>,
+    pub initrd: Option<Source<'a>>,
     /// A DTB to use as the payload's instead of the firmware's, if any.
     pub fdt: Option<&'a [u8]>,
-    /// Where the payload's bytes are now (the FIT), which staging must not overwrite.
+    /// Where the payload's bytes are now (a FIT in RAM), which staging must not overwrite.
     pub source: Option<Range<u64>>,
+}
+
+impl<'a> Payload<'a> {
+    /// A kernel in memory, with no initrd and no DTB of its own.
+    #[must_use]
+    pub fn in_memory(kernel: &'a [u8]) -> Self {
+        Payload {
+            kernel: Source::Memory(kernel),
+            header: header_of(kernel),
+            initrd: None,
+            fdt: None,
+            source: None,
+        }
+    }
+}
+
+/// The first bytes of an image in memory, zeros past its end.
+#[must_use]
+pub fn header_of(bytes: &[u8]) -> [u8; loader::image::HEADER_SIZE] {
+    let mut h = [0u8; loader::image::HEADER_SIZE];
+    let n = bytes.len().min(h.len());
+    h[..n].copy_from_slice(&bytes[..n]);
+    h
 }
 
 /// Reads the FIT in `bytes`, which sits at physical address `at`: parses it, logs its
@@ -68,8 +120,9 @@ pub fn parse_fit<'a>(
     let ms = ticks().wrapping_sub(t0) * 1000 / freq.max(1);
     info!("fit: sha256 of all {count} images verified in {ms} ms");
     Ok(Payload {
-        kernel: config.kernel.data,
-        ramdisk: config.ramdisk.as_ref().map(|i| i.data),
+        kernel: Source::Memory(config.kernel.data),
+        header: header_of(config.kernel.data),
+        initrd: config.ramdisk.as_ref().map(|i| Source::Memory(i.data)),
         fdt: config.fdt.as_ref().map(|i| i.data),
         source: Some(at..at + bytes.len() as u64),
     })
@@ -151,8 +204,10 @@ mod tests {
             clock.get()
         };
         let p = parse_fit(&bytes, 0x5000_0000, ticks, 1000).unwrap();
-        assert_eq!(p.kernel, b"kernel");
-        assert_eq!(p.ramdisk, Some(&b"initrd"[..]));
+        assert_eq!(p.kernel, Source::Memory(b"kernel"));
+        assert_eq!(p.header[..6], *b"kernel");
+        assert_eq!(p.header[6..], [0; 58]);
+        assert_eq!(p.initrd, Some(Source::Memory(b"initrd")));
         assert_eq!(p.fdt, None);
         assert_eq!(
             p.source,

@@ -104,7 +104,7 @@ pub fn handle<P: Platform>(frame: &mut Frame, slot: u64) {
 /// PSCI CPU_ON, redirected: the platform starts the target in the stub (at EL2), which sets
 /// the CPU's EL2 up and only then enters the caller's `entry` at EL1.
 fn cpu_on<P: Platform>(target: u64, entry: u64, context_id: u64) -> u64 {
-    let Some(slot) = cpus::slot_of(target) else {
+    let Some(slot) = P::cpu_slot(target) else {
         console::line(
             P::console_write,
             format_args!(

@@ -50,6 +50,12 @@ pub unsafe trait Platform {
     fn psci(args: [u64; 18]) -> [u64; 4];
     /// Stops the machine for good: powers it off if it can, else parks this CPU.
     fn stop() -> !;
+    /// The stub's slot (below [`cpus::MAX_CPUS`]) for the CPU whose affinity is `mpidr`, or
+    /// `None` if the stub cannot start it: the board's CPU numbering. By default
+    /// [`cpus::slot_of`]: Aff0, with Aff1..Aff3 zero (QEMU virt, the Pi 4).
+    fn cpu_slot(mpidr: u64) -> Option<usize> {
+        cpus::slot_of(mpidr)
+    }
 }
 
 /// Generates the functions `vectors.S` calls, bound to the board's [`Platform`] type:

@@ -84,6 +84,12 @@ pub fn firmware() -> &'static Path {
     })
 }
 
+/// The example bootloader (`examples/pflash-boot`, `-bios`), built in release mode.
+pub fn example_bootloader() -> &'static Path {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    built(&IMAGE, "example bootloader", image::build_example)
+}
+
 /// The Raspberry Pi 4 armstub, built in release mode and checked against the handshake
 /// layout (`xtask::armstub::check`): its ELF is QEMU raspi4b's `-kernel`.
 pub fn rpi4_armstub() -> &'static image::Built {

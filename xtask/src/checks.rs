@@ -65,6 +65,8 @@ pub fn ci_steps() -> Vec<Step> {
                 "abi-client",
                 "-p",
                 "el2-client",
+                "-p",
+                "pflash-boot",
                 "--target",
                 TARGET,
                 "--",
@@ -100,6 +102,11 @@ pub fn ci_steps() -> Vec<Step> {
         }),
         Step::new("Raspberry Pi 4 armstub", || {
             let built = image::build_firmware(Board::Rpi4Armstub, BuildOptions::default())?;
+            println!("{}: {}", built.image.display(), built.size_text());
+            Ok(())
+        }),
+        Step::new("example bootloader (pflash-boot)", || {
+            let built = image::build_example(BuildOptions::default())?;
             println!("{}: {}", built.image.display(), built.size_text());
             Ok(())
         }),

@@ -297,6 +297,14 @@ pub fn build_firmware_variant(
     finish(elf, variant.image_path(board), opts)
 }
 
+/// Builds the example bootloader (`examples/pflash-boot`) and writes its raw image
+/// ([`crate::example::image_path`]).
+pub fn build_example(opts: BuildOptions) -> anyhow::Result<Built> {
+    let name = crate::example::PACKAGE;
+    let elf = cargo_build(&CargoBuild::new(name, name), opts)?;
+    finish(elf, crate::example::image_path(), opts)
+}
+
 /// Builds a test payload and writes its raw image ([`Payload::image_path`]).
 pub fn build_payload(payload: Payload, opts: BuildOptions) -> anyhow::Result<Built> {
     match payload {

@@ -11,6 +11,8 @@
 //!   the payload FIT written by [`fit`]) and the DTB and machine for QEMU raspi4b.
 //! - [`toolchain`]: the bare-metal target and the components `rust-toolchain.toml` names,
 //!   added with rustup when the installed toolchain lacks them.
+//! - [`example`]: `examples/pflash-boot`, the example custom bootloader, its flash image
+//!   and machine.
 //! - [`checks`]: the steps of `cargo xtask test`, the same ones CI runs.
 //! - [`bench`]: `cargo xtask bench`, the relocation figures, with its payloads
 //!   ([`bench::payload`], encoded with [`a64`]) and the console lines it reads, and the
@@ -31,6 +33,7 @@ pub mod armstub;
 pub mod assets;
 pub mod bench;
 pub mod checks;
+pub mod example;
 pub mod fit;
 pub mod image;
 pub mod linux;

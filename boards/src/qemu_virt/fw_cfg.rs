@@ -93,14 +93,21 @@ pub trait Device {
     /// Selects item `key` and reads its first bytes into `dest` (zeros past the item's end,
     /// as QEMU does).
     ///
-    /// # Errors
-    /// [`FwCfgError::Dma`] when the device reports an error.
-    fn read(&mut self, key: u16, dest: Dest<'_>) -> Result<(), FwCfgError>;
-    /// Reads the next bytes of the item the last [`Device::read`] selected.
+    /// # Safety
+    /// A [`Dest::Phys`] range must be RAM, mapped as data (VA = PA), that nothing else uses
+    /// while the device writes it and that holds nothing the firmware still needs.
     ///
     /// # Errors
     /// [`FwCfgError::Dma`] when the device reports an error.
-    fn read_next(&mut self, dest: Dest<'_>) -> Result<(), FwCfgError>;
+    unsafe fn read(&mut self, key: u16, dest: Dest<'_>) -> Result<(), FwCfgError>;
+    /// Reads the next bytes of the item the last [`Device::read`] selected.
+    ///
+    /// # Safety
+    /// As for [`Device::read`].
+    ///
+    /// # Errors
+    /// [`FwCfgError::Dma`] when the device reports an error.
+    unsafe fn read_next(&mut self, dest: Dest<'_>) -> Result<(), FwCfgError>;
 }
 
 /// "QEMU CFG", the DMA register's signature (fw_cfg.rst "DMA interface").
@@ -129,7 +136,8 @@ impl<D: Device> FwCfg<D> {
         }
         let mut fw = Self { dev };
         let mut s = [0u8; 4];
-        fw.dev.read(key::SIGNATURE, Dest::Buf(&mut s))?;
+        // SAFETY: a buffer of our own.
+        unsafe { fw.dev.read(key::SIGNATURE, Dest::Buf(&mut s)) }?;
         if &s != b"QEMU" {
             return Err(FwCfgError::NoDevice(u64::from(u32::from_be_bytes(s))));
         }
@@ -142,7 +150,8 @@ impl<D: Device> FwCfg<D> {
 
     fn read_u32(&mut self, key: u16) -> Result<u32, FwCfgError> {
         let mut b = [0u8; 4];
-        self.dev.read(key, Dest::Buf(&mut b))?;
+        // SAFETY: a buffer of our own.
+        unsafe { self.dev.read(key, Dest::Buf(&mut b)) }?;
         Ok(u32::from_le_bytes(b))
     }
 
@@ -168,41 +177,62 @@ impl<D: Device> FwCfg<D> {
     /// A failed transfer.
     pub fn kernel_header(&mut self) -> Result<[u8; HEADER_LEN], FwCfgError> {
         let mut h = [0u8; HEADER_LEN];
-        self.dev.read(key::KERNEL_DATA, Dest::Buf(&mut h))?;
+        // SAFETY: a buffer of our own.
+        unsafe { self.dev.read(key::KERNEL_DATA, Dest::Buf(&mut h)) }?;
         Ok(h)
     }
 
     /// Reads the whole `-kernel` file to physical memory `dest` (its length is the size).
     ///
+    /// # Safety
+    /// `dest` must be RAM, mapped as data (VA = PA), that nothing else uses while the device
+    /// writes it and that holds nothing the firmware still needs.
+    ///
     /// # Errors
     /// A failed transfer.
-    pub fn load_kernel(&mut self, dest: Range<u64>) -> Result<(), FwCfgError> {
-        self.dev.read(key::KERNEL_DATA, Dest::Phys(dest))
+    pub unsafe fn load_kernel(&mut self, dest: Range<u64>) -> Result<(), FwCfgError> {
+        // SAFETY: per the caller's contract.
+        unsafe { self.dev.read(key::KERNEL_DATA, Dest::Phys(dest)) }
     }
 
     /// Reads the `-kernel` file into `runs` in order (the runs' total may exceed the file:
     /// the rest is zero-filled).
     ///
+    /// # Safety
+    /// `runs` must be RAM, mapped as data (VA = PA), that nothing else uses while the device
+    /// writes it and that holds nothing the firmware still needs.
+    ///
     /// # Errors
     /// A failed transfer.
-    pub fn load_kernel_runs(&mut self, runs: &[Range<u64>]) -> Result<(), FwCfgError> {
-        self.load_runs(key::KERNEL_DATA, runs)
+    pub unsafe fn load_kernel_runs(&mut self, runs: &[Range<u64>]) -> Result<(), FwCfgError> {
+        // SAFETY: per the caller's contract.
+        unsafe { self.load_runs(key::KERNEL_DATA, runs) }
     }
 
     /// Reads the `-initrd` file into `runs` in order.
     ///
+    /// # Safety
+    /// `runs` must be RAM, mapped as data (VA = PA), that nothing else uses while the device
+    /// writes it and that holds nothing the firmware still needs.
+    ///
     /// # Errors
     /// A failed transfer.
-    pub fn load_initrd_runs(&mut self, runs: &[Range<u64>]) -> Result<(), FwCfgError> {
-        self.load_runs(key::INITRD_DATA, runs)
+    pub unsafe fn load_initrd_runs(&mut self, runs: &[Range<u64>]) -> Result<(), FwCfgError> {
+        // SAFETY: per the caller's contract.
+        unsafe { self.load_runs(key::INITRD_DATA, runs) }
     }
 
-    fn load_runs(&mut self, key: u16, runs: &[Range<u64>]) -> Result<(), FwCfgError> {
+    /// # Safety
+    /// As for [`Self::load_kernel_runs`].
+    unsafe fn load_runs(&mut self, key: u16, runs: &[Range<u64>]) -> Result<(), FwCfgError> {
         for (i, r) in runs.iter().enumerate() {
-            if i == 0 {
-                self.dev.read(key, Dest::Phys(r.clone()))?;
-            } else {
-                self.dev.read_next(Dest::Phys(r.clone()))?;
+            // SAFETY: each run is free RAM, per the caller's contract.
+            unsafe {
+                if i == 0 {
+                    self.dev.read(key, Dest::Phys(r.clone()))?;
+                } else {
+                    self.dev.read_next(Dest::Phys(r.clone()))?;
+                }
             }
         }
         Ok(())
@@ -210,10 +240,15 @@ impl<D: Device> FwCfg<D> {
 
     /// Reads the whole `-initrd` file to physical memory `dest`.
     ///
+    /// # Safety
+    /// `dest` must be RAM, mapped as data (VA = PA), that nothing else uses while the device
+    /// writes it and that holds nothing the firmware still needs.
+    ///
     /// # Errors
     /// A failed transfer.
-    pub fn load_initrd(&mut self, dest: Range<u64>) -> Result<(), FwCfgError> {
-        self.dev.read(key::INITRD_DATA, Dest::Phys(dest))
+    pub unsafe fn load_initrd(&mut self, dest: Range<u64>) -> Result<(), FwCfgError> {
+        // SAFETY: per the caller's contract.
+        unsafe { self.dev.read(key::INITRD_DATA, Dest::Phys(dest)) }
     }
 
     /// The `-append` string ("" when there is none).
@@ -233,7 +268,8 @@ impl<D: Device> FwCfg<D> {
             });
         }
         let mut buf = vec![0u8; size as usize];
-        self.dev.read(key::CMDLINE_DATA, Dest::Buf(&mut buf))?;
+        // SAFETY: a buffer of our own.
+        unsafe { self.dev.read(key::CMDLINE_DATA, Dest::Buf(&mut buf)) }?;
         let nul = buf.iter().position(|&b| b == 0);
         match nul {
             Some(n) if n + 1 == buf.len() => {}
@@ -321,7 +357,11 @@ pub trait Registers {
     fn read_dma(&mut self) -> u64;
     /// Writes the descriptor's physical address to the DMA register, which starts the
     /// transfer.
-    fn start(&mut self, descriptor: u64);
+    ///
+    /// # Safety
+    /// `descriptor` must be the address of a live [`DmaAccess`], cleaned to PoC, whose
+    /// destination is memory the device may write (the caller's buffer or free RAM).
+    unsafe fn start(&mut self, descriptor: u64);
     /// Reads the descriptor's control word as the device left it.
     fn control(&mut self, descriptor: &DmaAccess) -> u32;
 }
@@ -370,7 +410,9 @@ impl<R: Registers, C: Cache> DmaDevice<R, C> {
         let dest = addr..addr + u64::from(len);
         self.cache.clean_invalidate(dest.clone());
         self.cache.clean(desc_range);
-        self.regs.start(desc_addr);
+        // SAFETY: `desc` lives until the transfer is over (polled below) and is cleaned;
+        // its destination is the caller's, vouched for by `Device::read`'s contract.
+        unsafe { self.regs.start(desc_addr) };
         let mut polls = 0u64;
         let done = loop {
             let c = u32::from_be(self.regs.control(&desc));
@@ -396,11 +438,11 @@ impl<R: Registers, C: Cache> Device for DmaDevice<R, C> {
         self.regs.read_dma()
     }
 
-    fn read(&mut self, key: u16, dest: Dest<'_>) -> Result<(), FwCfgError> {
+    unsafe fn read(&mut self, key: u16, dest: Dest<'_>) -> Result<(), FwCfgError> {
         self.read_range(key, true, dest)
     }
 
-    fn read_next(&mut self, dest: Dest<'_>) -> Result<(), FwCfgError> {
+    unsafe fn read_next(&mut self, dest: Dest<'_>) -> Result<(), FwCfgError> {
         self.read_range(self.selected, false, dest)
     }
 }
@@ -446,8 +488,20 @@ impl<R: Registers, C: Cache> DmaDevice<R, C> {
 /// register is big-endian (fw_cfg.rst).
 #[cfg(target_arch = "aarch64")]
 pub struct Mmio {
-    /// The device's base address, mapped as Device memory.
-    pub base: usize,
+    base: usize,
+}
+
+#[cfg(target_arch = "aarch64")]
+impl Mmio {
+    /// The device at `base`.
+    ///
+    /// # Safety
+    /// `base` must be a fw_cfg MMIO device, mapped as Device memory, and this the only
+    /// value driving it.
+    #[must_use]
+    pub unsafe fn new(base: usize) -> Self {
+        Self { base }
+    }
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -458,9 +512,9 @@ impl Registers for Mmio {
         u64::from_be(unsafe { ((self.base + 0x10) as *const u64).read_volatile() })
     }
 
-    fn start(&mut self, descriptor: u64) {
-        // SAFETY: writing the descriptor's address to the DMA register starts a transfer
-        // that the caller has prepared (descriptor and destination cleaned to PoC).
+    unsafe fn start(&mut self, descriptor: u64) {
+        // SAFETY: `base + 0x10` is the DMA register (`Mmio::new`'s contract); the transfer
+        // it starts is the caller's, prepared as `Registers::start` requires.
         unsafe { ((self.base + 0x10) as *mut u64).write_volatile(descriptor.to_be()) };
     }
 
@@ -511,12 +565,13 @@ mod tests {
                 DMA_SIGNATURE
             }
         }
-        fn read(&mut self, key: u16, dest: Dest<'_>) -> Result<(), FwCfgError> {
+        unsafe fn read(&mut self, key: u16, dest: Dest<'_>) -> Result<(), FwCfgError> {
             self.selected = key;
             self.offset = 0;
-            self.read_next(dest)
+            // SAFETY: the fake writes host memory it owns, never the range's addresses.
+            unsafe { self.read_next(dest) }
         }
-        fn read_next(&mut self, dest: Dest<'_>) -> Result<(), FwCfgError> {
+        unsafe fn read_next(&mut self, dest: Dest<'_>) -> Result<(), FwCfgError> {
             let item = self.items.get(&self.selected).cloned().unwrap_or_default();
             let at = self.offset;
             let fill = |out: &mut [u8]| {
@@ -572,10 +627,12 @@ mod tests {
         assert_eq!(fw.kernel_size(), Ok(100));
         assert_eq!(fw.initrd_size(), Ok(0), "absent items read as zero");
         assert_eq!(&fw.kernel_header().unwrap()[0x38..0x3c], b"ARM\x64");
-        fw.load_kernel(0x4020_0000..0x4020_0064).unwrap();
+        // SAFETY: the fake device records physical ranges instead of writing them.
+        unsafe { fw.load_kernel(0x4020_0000..0x4020_0064) }.unwrap();
         assert_eq!(fw.dev.phys[0].1, kernel);
         // In two runs, the second continuing where the first stopped, zero-filled past the end.
-        fw.load_kernel_runs(&[0x5000_0000..0x5000_0040, 0x6000_0000..0x6000_1000])
+        // SAFETY: the fake device records physical ranges instead of writing them.
+        unsafe { fw.load_kernel_runs(&[0x5000_0000..0x5000_0040, 0x6000_0000..0x6000_1000]) }
             .unwrap();
         assert_eq!(fw.dev.phys[1].1, kernel[..64]);
         assert_eq!(fw.dev.phys[2].1[..36], kernel[64..]);
@@ -637,7 +694,7 @@ mod tests {
         fn read_dma(&mut self) -> u64 {
             DMA_SIGNATURE
         }
-        fn start(&mut self, _descriptor: u64) {
+        unsafe fn start(&mut self, _descriptor: u64) {
             self.log.borrow_mut().push(Op::Event("start"));
         }
         fn control(&mut self, d: &DmaAccess) -> u32 {
@@ -685,7 +742,8 @@ mod tests {
     fn dma_into_a_buffer_keeps_caches_coherent_in_order() {
         let (mut d, log) = dma(0);
         let mut buf = [0u8; 64];
-        d.read(key::KERNEL_DATA, Dest::Buf(&mut buf)).unwrap();
+        // SAFETY: a buffer of the test's own.
+        unsafe { d.read(key::KERNEL_DATA, Dest::Buf(&mut buf)) }.unwrap();
         let log = log.borrow();
         assert_eq!(log.len(), 5, "{log:?}");
         // The DMA went to a bounce buffer owning whole granules, not to `buf` (whose lines
@@ -723,7 +781,8 @@ mod tests {
     fn large_items_go_in_chunks_each_with_its_maintenance() {
         let (mut d, log) = dma(0);
         let dest = 0x4020_0000..0x4020_0000 + (1u64 << 30) + 4096;
-        d.read(key::KERNEL_DATA, Dest::Phys(dest)).unwrap();
+        // SAFETY: the fake registers never start a real transfer.
+        unsafe { d.read(key::KERNEL_DATA, Dest::Phys(dest)) }.unwrap();
         let log = log.borrow();
         let first = 0x4020_0000..0x4020_0000 + (1u64 << 30);
         let second = first.end..first.end + 4096;
@@ -749,7 +808,7 @@ mod tests {
         fn read_dma(&mut self) -> u64 {
             DMA_SIGNATURE
         }
-        fn start(&mut self, _descriptor: u64) {}
+        unsafe fn start(&mut self, _descriptor: u64) {}
         fn control(&mut self, _d: &DmaAccess) -> u32 {
             CTL_READ.to_be()
         }
@@ -759,18 +818,19 @@ mod tests {
     fn a_device_that_never_finishes_is_an_error() {
         let mut d = DmaDevice::new(Stuck, Recorder::default());
         let mut buf = [0u8; 4];
-        assert_eq!(
-            d.read(key::ID, Dest::Buf(&mut buf)),
-            Err(FwCfgError::Timeout { key: key::ID })
-        );
+        // SAFETY: a buffer of the test's own.
+        let r = unsafe { d.read(key::ID, Dest::Buf(&mut buf)) };
+        assert_eq!(r, Err(FwCfgError::Timeout { key: key::ID }));
     }
 
     #[test]
     fn dma_errors_are_reported() {
         let (mut d, _) = dma(CTL_ERROR);
         let mut buf = [0u8; 4];
+        // SAFETY: a buffer of the test's own.
+        let r = unsafe { d.read(key::ID, Dest::Buf(&mut buf)) };
         assert_eq!(
-            d.read(key::ID, Dest::Buf(&mut buf)),
+            r,
             Err(FwCfgError::Dma {
                 key: key::ID,
                 control: CTL_ERROR

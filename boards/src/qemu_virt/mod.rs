@@ -2,7 +2,12 @@
 //! stub's platform hooks (PSCI through SMC), and where payloads come from (fw_cfg).
 //! Facts: REFERENCE.md section 4; QEMU hw/arm/virt.c.
 
+#[cfg(target_arch = "aarch64")]
+mod board;
 pub mod fw_cfg;
+
+#[cfg(target_arch = "aarch64")]
+pub use board::QemuVirtBoard;
 
 use core::ops::Range;
 
@@ -155,6 +160,16 @@ pub unsafe fn dtb_area() -> &'static mut [u8] {
     // SAFETY: mapped, inside RAM, and exclusively owned per the caller's contract.
     unsafe { core::slice::from_raw_parts_mut(DTB.start as *mut u8, (DTB.end - DTB.start) as usize) }
 }
+
+// The reset entry for firmware built on the library (feature `qemu-virt-entry`).
+#[cfg(all(target_os = "none", feature = "qemu-virt-entry"))]
+core::arch::global_asm!(
+    concat!(include_str!("../ram_init.S"), include_str!("entry.S")),
+    SCTLR_EL2_MMU_OFF = const el2_stub::regs::SCTLR_EL2_MMU_OFF,
+    STACK_SIZE = const el2_stub::cpus::STACK_SIZE,
+    RAM_START = const RAM_START,
+    PAYLOAD_LOWEST = const PAYLOAD_LOWEST,
+);
 
 #[cfg(target_arch = "aarch64")]
 unsafe extern "C" {

@@ -8,8 +8,15 @@
 //! firmware puts the payload (`initramfs payload.itb followkernel`) right after the file, so
 //! all of the firmware's RAM lies below it, between page 0 and 0x8_0000.
 
+#[cfg(target_arch = "aarch64")]
+mod board;
+pub mod cpus;
+
 use core::cell::UnsafeCell;
 use core::ops::Range;
+
+#[cfg(target_arch = "aarch64")]
+pub use board::Rpi4Board;
 
 use crate::console::ConsoleUart;
 use crate::el1::mmu::{Entry, Kind, Table};
@@ -272,6 +279,42 @@ pub fn console_raw(s: &str) {
             }
         }
     }
+}
+
+/// The DTB the firmware passed in x0, read in place.
+///
+/// # Safety
+/// Only at EL1 with the early tables on, and the only access to the DTB while the slice
+/// lives.
+///
+/// # Errors
+/// There is no readable DTB there.
+#[cfg(target_arch = "aarch64")]
+pub unsafe fn firmware_dtb(dtb: u64) -> Result<&'static mut [u8], alloc::string::String> {
+    use loader::fdt::FDT_HEADER_SIZE;
+    cpus::check_dtb_addr(dtb)?;
+    // SAFETY: inside the early map's first GiB (checked), which is RAM mapped as data.
+    let header = unsafe { &*(dtb as *const [u8; FDT_HEADER_SIZE]) };
+    let size = cpus::dtb_size(dtb, header)?;
+    // SAFETY: as above, the whole tree inside the first GiB (checked); the caller's
+    // contract makes it the only access.
+    Ok(unsafe { core::slice::from_raw_parts_mut(dtb as *mut u8, size as usize) })
+}
+
+/// The console the firmware's DTB at `dtb` names, mapped by the early tables.
+///
+/// # Safety
+/// As for [`firmware_dtb`].
+///
+/// # Errors
+/// No DTB, no console in it, or one this firmware does not map.
+#[cfg(target_arch = "aarch64")]
+pub unsafe fn find_console(dtb: u64) -> Result<ConsoleUart, alloc::string::String> {
+    // SAFETY: per the caller's contract.
+    let blob = unsafe { firmware_dtb(dtb) }?;
+    let dtb = loader::fdt::Dtb::new(blob).map_err(|e| alloc::format!("DTB: {e}"))?;
+    let c = loader::dtfacts::console(&dtb.fdt()).map_err(|e| alloc::format!("DTB: {e}"))?;
+    cpus::console_uart(&c)
 }
 
 #[cfg(target_arch = "aarch64")]
