@@ -19,7 +19,7 @@ pub enum Source<'a> {
     /// into the firmware.
     Memory(&'a [u8]),
     /// This many bytes, which the board's device writes into the staging pages itself
-    /// (fw_cfg DMA; [`crate::flow::Board::load`]).
+    /// (fw_cfg DMA; `flow::Board::load`).
     Device(u64),
 }
 

@@ -126,7 +126,7 @@ fn cpu_on<P: Platform>(target: u64, entry: u64, context_id: u64) -> u64 {
     P::psci(args)[0]
 }
 
-/// Runs on a CPU started through [`cpu_on`], on its own stack, MMU off: sets up its EL2, aims
+/// Runs on a CPU started through `cpu_on`, on its own stack, MMU off: sets up its EL2, aims
 /// ELR_EL2/SPSR_EL2 at the caller's entry at EL1, and returns the context id for x0.
 pub fn secondary<P: Platform>(slot: u64) -> u64 {
     let f = CpuFeatures::read();

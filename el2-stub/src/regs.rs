@@ -9,20 +9,9 @@ use aarch64_cpu::asm::barrier;
 #[cfg(target_arch = "aarch64")]
 use aarch64_cpu::registers::*;
 
-/// SCTLR_EL2 with every RES1 bit of the non-VHE layout (bits 29:28, 23:22, 18, 16, 11, 5:4;
-/// Arm ARM D19.2 SCTLR_EL2) and M = C = I = 0: MMU, data and instruction caches off,
-/// little-endian.
-pub const SCTLR_EL2_MMU_OFF: u64 =
-    (0b11 << 28) | (0b11 << 22) | (1 << 18) | (1 << 16) | (1 << 11) | (0b11 << 4);
-
-/// SCTLR_EL1 with its RES1 bits (29:28, 23:22, 20, 11; Arm ARM D19.2 SCTLR_EL1) and the MMU,
-/// caches and alignment checks off: the "MMU off" state booting.rst asks for.
-pub const SCTLR_EL1_MMU_OFF: u64 = (0b11 << 28) | (0b11 << 22) | (1 << 20) | (1 << 11);
-
-/// SPSR value for an `eret` to EL1h (SP_EL1) with D, A, I and F masked.
-pub const SPSR_EL1H_DAIF: u64 = 0x3c5;
-/// SPSR value for an `eret` to EL2h (SP_EL2) with D, A, I and F masked.
-pub const SPSR_EL2H_DAIF: u64 = 0x3c9;
+/// The MMU-off SCTLR values and the SPSR values for an `eret` with DAIF masked: shared with
+/// the relocation engine through `hypstub-abi`, which defines them by field name.
+pub use hypstub_abi::regs::{SCTLR_EL1_MMU_OFF, SCTLR_EL2_MMU_OFF, SPSR_EL1H_DAIF, SPSR_EL2H_DAIF};
 
 /// CPTR_EL2 (non-VHE layout): bits 13:12 and 9:0 are RES1 where the features that own
 /// some of them are absent (Arm ARM D19.2 CPTR_EL2); TFP (10), TTA (20), TAM (30) and

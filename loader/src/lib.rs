@@ -4,7 +4,7 @@
 //! - [`image`]: the arm64 Linux `Image` header (booting.rst) and the choice
 //!   of a load address in RAM that avoids what must not be overwritten.
 //! - [`options`]: the `hypstub.*` firmware options, read from and removed
-//!   from the kernel command line (DESIGN.md section 3.3).
+//!   from the kernel command line (docs/options.md).
 //! - [`fdt`]: reading RAM, PSCI, CPUs and the command line from the DTB, and
 //!   patching `/chosen` and the memory reservations in place.
 //! - [`dtfacts`]: board facts from a DTB: RAM banks, bus-to-CPU address

@@ -1,4 +1,4 @@
-//! The `hypstub.*` firmware options (DESIGN.md section 3.3).
+//! The `hypstub.*` firmware options (docs/options.md).
 //!
 //! They ride on the kernel command line the payload would get (QEMU
 //! `-append`, the Pi's cmdline.txt) as `hypstub.NAME=VALUE`, and [`parse`]

@@ -49,7 +49,7 @@ hypstub_reloc_engine_start:
     ccmp    w13, #{VERSION_V2}, #4, ne
     b.ne    .Lreloc_bad_block
     ldr     w9, [x19, #{SIZE}]
-    cmp     w9, #{SIZE_V1}
+    cmp     w9, #{BLOCK_SIZE}
     b.ne    .Lreloc_bad_block
     ldr     x28, [x19, #{CONSOLE}]
     ldr     x18, [x19, #{HEAD}]

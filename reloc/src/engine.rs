@@ -5,9 +5,8 @@
 #[cfg(target_arch = "aarch64")]
 use crate::args::{self, offsets};
 
-/// SCTLR_EL2 for the copy: the stub's MMU-off value with M, C, SA and I set (Arm ARM D19.2).
-pub const SCTLR_EL2_MMU_ON: u64 =
-    el2_stub::regs::SCTLR_EL2_MMU_OFF | 1 | (1 << 2) | (1 << 3) | (1 << 12);
+#[cfg(target_arch = "aarch64")]
+use hypstub_abi::regs;
 
 #[cfg(target_arch = "aarch64")]
 core::arch::global_asm!(
@@ -29,15 +28,15 @@ core::arch::global_asm!(
     DIGEST_SIZE = const core::mem::size_of::<args::Digest>(),
     VERSION_V1 = const args::VERSION_MIN,
     VERSION_V2 = const args::VERSION,
-    SIZE_V1 = const args::SIZE_V1,
+    BLOCK_SIZE = const args::SIZE,
     MAGIC_VALUE = const args::MAGIC,
     FLAG_MMU_BIT = const args::FLAG_MMU.trailing_zeros(),
     FLAG_PSCI_STOP_BIT = const args::FLAG_PSCI_STOP.trailing_zeros(),
     FLAG_MINI_UART_BIT = const args::FLAG_CONSOLE_MINI_UART.trailing_zeros(),
-    SCTLR_EL2_MMU_ON = const SCTLR_EL2_MMU_ON,
-    SCTLR_EL2_MMU_OFF = const el2_stub::regs::SCTLR_EL2_MMU_OFF,
-    SCTLR_EL1_MMU_OFF = const el2_stub::regs::SCTLR_EL1_MMU_OFF,
-    SPSR_EL1H_DAIF = const el2_stub::regs::SPSR_EL1H_DAIF,
+    SCTLR_EL2_MMU_ON = const regs::SCTLR_EL2_MMU_ON,
+    SCTLR_EL2_MMU_OFF = const regs::SCTLR_EL2_MMU_OFF,
+    SCTLR_EL1_MMU_OFF = const regs::SCTLR_EL1_MMU_OFF,
+    SPSR_EL1H_DAIF = const regs::SPSR_EL1H_DAIF,
 );
 
 #[cfg(target_arch = "aarch64")]

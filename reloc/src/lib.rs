@@ -1,5 +1,5 @@
 //! Everything the EL1 boot stage prepares for the relocation engine, up to the point of no
-//! return (DESIGN.md sections 1, 3.2 and 4).
+//! return (docs/architecture.md, docs/reloc-args.md).
 //!
 //! The EL1 stage loads a payload into *staging* pages anywhere in free RAM, then asks the EL2
 //! stub (HVC_SOFT_RESTART) to run the relocation engine at EL2 with one pointer to an
@@ -27,24 +27,26 @@
 //! touches hardware except the optional CRC32 instructions (and the engine, which only runs
 //! at EL2), so `cargo test -p reloc` runs everything on the host, against
 //! [`FakeMemory`](mem::FakeMemory). The crate depends on `aarch64-paging`,
-//! `buddy_system_allocator`, `thiserror` and `el2-stub` (the engine's SCTLR values), and on
-//! nothing board-specific.
+//! `buddy_system_allocator`, `thiserror` and `hypstub-abi` (the argument block and the
+//! engine's register values), and on nothing board-specific.
 
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
-pub mod args;
 pub mod digest;
 pub mod engine;
 pub mod list;
 pub mod mem;
 pub mod plan;
 
+/// The argument block ABI (it lives in `hypstub-abi`, which the stub can use too).
+pub use hypstub_abi::reloc_args as args;
+
 pub use list::{IND_DESTINATION, IND_DONE, IND_INDIRECTION, IND_SOURCE};
 
 /// The page size of the page list, the staging pool and the EL2 identity map: 4 KiB.
-pub const PAGE_SIZE: u64 = 4096;
+pub const PAGE_SIZE: u64 = hypstub_abi::PAGE_SIZE;
 
 // Physical addresses are `u64` and aarch64-paging works in `usize`: the two must agree.
 const _: () = assert!(usize::BITS == 64);

@@ -18,7 +18,7 @@ use std::path::Path;
 #[allow(dead_code)]
 mod crc32c;
 
-/// QEMU virt's RAM base (REFERENCE.md section 4).
+/// QEMU virt's RAM base (docs/memory-map.md).
 const RAM_BASE: u64 = 0x4000_0000;
 /// booting.rst's text_offset for images that do not say (and Linux's old fixed value).
 const DEFAULT_TEXT_OFFSET: u64 = 0x8_0000;

@@ -396,7 +396,7 @@ impl Boot {
         self.assert_contains(COPIED).assert_contains(DIGESTS_MATCH)
     }
 
-    /// Bad input was rejected before the hand-off (DESIGN.md section 4): an ERROR line
+    /// Bad input was rejected before the hand-off (docs/architecture.md, "What bad input gets"): an ERROR line
     /// with the phrase, `hypstub: stopping`, a clean power-off, and nothing relocated or
     /// entered.
     #[track_caller]
@@ -464,7 +464,7 @@ pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// CRC-32C (Castagnoli: reflected polynomial 0x82F63B78, register starting at all ones,
-/// result inverted), the digest the engine and el2-client use (reloc/ARGS.md).
+/// result inverted), the digest the engine and el2-client use (docs/reloc-args.md).
 pub fn crc32c(bytes: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut table = [0u32; 256];

@@ -95,7 +95,7 @@ fn abi_client_cortex_a72() {
 }
 
 /// An exception taken to EL2 is reported with its registers and the machine stops in a
-/// defined way (DESIGN.md section 3.1), never a silent hang.
+/// defined way (docs/hyp-abi.md), never a silent hang.
 #[test]
 fn abi_client_el2_fault_is_reported() {
     boot(
@@ -112,7 +112,7 @@ fn abi_client_el2_fault_is_reported() {
     .assert_contains("hypstub: system stopped");
 }
 
-// ---- bad input: rejected before the point of no return (DESIGN.md section 4) ----
+// ---- bad input: rejected before the point of no return (docs/architecture.md, "What bad input gets") ----
 
 #[test]
 fn rejects_kernel_without_image_header() {

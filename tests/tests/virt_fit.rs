@@ -177,7 +177,7 @@ fn fit_linux_el2() {
         .assert_that(report.done, &format!("`{MARKER_DONE}`"));
 }
 
-// ---- bad FITs: refused before anything is staged (DESIGN.md section 4) ----
+// ---- bad FITs: refused before anything is staged (docs/architecture.md, "What bad input gets") ----
 
 /// One byte of the kernel changed after the FIT was written.
 #[test]

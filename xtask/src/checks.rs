@@ -36,6 +36,19 @@ impl Step {
     }
 }
 
+/// The library crates a bootloader can depend on: documented with warnings denied and
+/// packaged by `cargo xtask test`.
+pub const LIBRARY_CRATES: [&str; 5] = [
+    "hypstub-abi",
+    "el2-stub",
+    "reloc",
+    "loader",
+    "hypstub-boards",
+];
+/// Those that depend on no other crate of the tree: `cargo publish --dry-run` builds them
+/// as crates.io would.
+pub const LEAF_CRATES: [&str; 2] = ["hypstub-abi", "loader"];
+
 /// The CI steps, in order.
 pub fn ci_steps() -> Vec<Step> {
     vec![
@@ -84,6 +97,38 @@ pub fn ci_steps() -> Vec<Step> {
                 "--exclude",
                 "abi-client",
             ],
+        ),
+        Step::new("docs (cargo doc, warnings denied)", || {
+            for target in [None, Some(TARGET)] {
+                let mut cmd = cargo();
+                cmd.args(["doc", "--no-deps"]);
+                if let Some(target) = target {
+                    cmd.args(["--target", target]);
+                }
+                for p in LIBRARY_CRATES {
+                    cmd.args(["-p", p]);
+                }
+                run(cmd.env("RUSTDOCFLAGS", "-D warnings"), false)?;
+            }
+            Ok(())
+        }),
+        Step::new(
+            "packaging (cargo package --list, publish --dry-run)",
+            || {
+                for p in LIBRARY_CRATES {
+                    run(
+                        cargo().args(["package", "--list", "--allow-dirty", "-p", p]),
+                        false,
+                    )?;
+                }
+                for p in LEAF_CRATES {
+                    run(
+                        cargo().args(["publish", "--dry-run", "--allow-dirty", "-p", p]),
+                        false,
+                    )?;
+                }
+                Ok(())
+            },
         ),
         Step::new("QEMU", || {
             let qemu = qemu::ensure()?;

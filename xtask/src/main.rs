@@ -172,6 +172,24 @@ enum Cmd {
         #[arg(long)]
         refresh: bool,
     },
+    /// Build the example custom bootloader (examples/pflash-boot, docs/embedding.md) and
+    /// boot it on QEMU virt with a FIT in the second flash bank: Debian's kernel and the test
+    /// initramfs with --linux, your --kernel (and --initrd), or none (the built-in demo).
+    #[command(group(ArgGroup::new("fit").args(["kernel", "linux"])))]
+    Example {
+        /// Put Debian's arm64 kernel and the test initramfs into the flash image.
+        #[arg(long)]
+        linux: bool,
+        /// Put this arm64 Image into the flash image.
+        #[arg(long, value_name = "FILE")]
+        kernel: Option<PathBuf>,
+        /// With --kernel: put this initrd into the flash image too.
+        #[arg(long, value_name = "FILE", requires = "kernel")]
+        initrd: Option<PathBuf>,
+        /// Kill QEMU after this many seconds and fail [default: 300].
+        #[arg(long, value_name = "SECS", default_value_t = 300)]
+        timeout: u64,
+    },
     /// Build a test payload (tests/payload or tests/el2-client); prints its path as the
     /// last line.
     BuildPayload {
@@ -396,6 +414,43 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
             };
             assets::ensure(fetch)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Example {
+            linux,
+            kernel,
+            initrd,
+            timeout,
+        } => {
+            let qemu = qemu::ensure()?;
+            let built = image::build_example(BuildOptions::default())?;
+            println!("pflash-boot: {}", built.size_text());
+            let flash = xtask::output_dir().join("pflash-boot-flash.img");
+            let files = match (linux, kernel) {
+                (true, _) => {
+                    let assets = assets::ensure(Fetch::IfMissing)?;
+                    Some((assets.kernel.clone(), Some(assets.initramfs.clone())))
+                }
+                (false, Some(kernel)) => Some((kernel, initrd)),
+                (false, None) => None,
+            };
+            match &files {
+                Some((kernel, initrd)) => {
+                    xtask::example::write_flash(kernel, initrd.as_deref(), &flash)?
+                }
+                None => std::fs::write(&flash, vec![0u8; xtask::example::FLASH_BANK_SIZE])
+                    .with_context(|| format!("writing {}", flash.display()))?,
+            }
+            println!("second flash bank: {}", flash.display());
+            let run = xtask::example::machine(&absolute(built.image), &flash)
+                .mem(linux::MEM)
+                .smp(2);
+            let capture = Capture {
+                timeout: Duration::from_secs(timeout),
+                stop_at: None,
+                time_of: Vec::new(),
+                echo_prefix: Some(String::new()),
+            };
+            run_qemu(&qemu, &run, Some(&capture))
         }
         Cmd::BuildPayload {
             payload,

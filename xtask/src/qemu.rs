@@ -1,6 +1,6 @@
 //! Finding `qemu-system-aarch64`, checking its version, and installing it when allowed.
 //!
-//! hypstub needs QEMU 9.0 or later (`-M raspi4b` arrived in 9.0; REFERENCE.md section 5).
+//! hypstub needs QEMU 9.0 or later (`-M raspi4b` arrived in 9.0; docs/rpi4.md).
 //! [`find`] only looks; [`ensure`] also installs it on Debian and Ubuntu when running as
 //! root, and otherwise prints the commands to run and fails. The plan itself, and the rule
 //! that its archive URI comes from the machine's own APT sources, live in [`crate::apt`].

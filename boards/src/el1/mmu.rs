@@ -6,8 +6,6 @@
 //! mapped. `aarch64-paging` builds tables at run time with the heap, which needs the MMU on
 //! first; these few static tables are what lets it be on.
 
-use el2_stub::regs::SCTLR_EL1_MMU_OFF;
-
 /// MAIR_EL1: Attr0 = Device-nGnRE (0x04), Attr1 = Normal, inner/outer write-back
 /// read/write-allocate (0xff). Arm ARM D19.2 MAIR_EL1.
 pub const MAIR_EL1: u64 = 0xff_04;
@@ -20,8 +18,8 @@ const ATTR_NORMAL: u64 = 1;
 pub const TCR_EL1: u64 = 32 | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (1 << 23) | (0b010 << 32);
 
 /// SCTLR_EL1 with the MMU (M), data cache (C), SP alignment check (SA) and instruction
-/// cache (I) on.
-pub const SCTLR_EL1_MMU_ON: u64 = SCTLR_EL1_MMU_OFF | 1 | (1 << 2) | (1 << 3) | (1 << 12);
+/// cache (I) on (by field name in `hypstub-abi`).
+pub const SCTLR_EL1_MMU_ON: u64 = hypstub_abi::regs::SCTLR_EL1_MMU_ON;
 
 /// How a range is mapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! QEMU `-M virt,virtualization=on`: the memory map, the early translation tables, the
 //! stub's platform hooks (PSCI through SMC), and where payloads come from (fw_cfg).
-//! Facts: REFERENCE.md section 4; QEMU hw/arm/virt.c.
+//! Facts: docs/memory-map.md; QEMU hw/arm/virt.c.
 
 #[cfg(target_arch = "aarch64")]
 mod board;
@@ -121,7 +121,7 @@ unsafe impl el2_stub::Platform for QemuVirt {
     }
 
     fn psci(args: [u64; 18]) -> [u64; 4] {
-        // QEMU's PSCI conduit is SMC with virtualization=on (REFERENCE.md section 4).
+        // QEMU's PSCI conduit is SMC with virtualization=on (hw/arm/virt.c: PSCI conduit SMC when EL2 is emulated).
         let mut rest = [0u64; 17];
         rest.copy_from_slice(&args[1..]);
         let r = smccc::smc64(args[0] as u32, rest);

@@ -1,4 +1,4 @@
-//! Console output on QEMU virt's PL011 UART at 0x0900_0000 (REFERENCE.md section 4):
+//! Console output on QEMU virt's PL011 UART at 0x0900_0000 (docs/memory-map.md):
 //! polled, without locks or interrupts. The boot loader, firmware or QEMU has already set
 //! the UART up, so the clients only write bytes. el2-client's `entry.S` has its own
 //! few-line copy of [`Console::put`] (fed these constants) for the one message it prints

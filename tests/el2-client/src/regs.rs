@@ -34,7 +34,7 @@ pub fn runtime_base() -> u64 {
 }
 
 /// PSCI SYSTEM_OFF through `smc #0`. At EL2 on QEMU virt with `virtualization=on` and no
-/// EL3, QEMU's PSCI answers it itself and exits with status 0 (REFERENCE.md section 4).
+/// EL3, QEMU's PSCI answers it itself and exits with status 0 (QEMU hw/arm/virt.c).
 /// Parks the CPU if the call comes back.
 pub fn system_off() -> ! {
     // SAFETY: SYSTEM_OFF does not return when it succeeds; if it does return, SMCCC lets

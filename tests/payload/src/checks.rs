@@ -17,7 +17,7 @@ use crate::start::{self, CLIENT_MAGIC, CONTEXT_BASE};
 use client_support::fdt::{self, Fdt};
 use client_support::say;
 
-/// QEMU virt's RAM starts here (REFERENCE.md section 4); the DTB must be in RAM.
+/// QEMU virt's RAM starts here (docs/memory-map.md); the DTB must be in RAM.
 const RAM_BASE: u64 = 0x4000_0000;
 /// DAIF with D, A, I and F all set (bits 9:6).
 const DAIF_MASKED: u64 = 0x3c0;

@@ -1,5 +1,5 @@
-//! The relocation argument block: the one pointer the relocation engine gets (DESIGN.md
-//! section 3.2; the table of fields is in docs/reloc-args.md).
+//! The relocation argument block: the one pointer the relocation engine gets (the table of
+//! fields is in docs/reloc-args.md).
 //!
 //! HVC_SOFT_RESTART carries only three registers to its target, so the engine takes the
 //! physical address of this block in x0. The block starts with a magic number, a version and
@@ -23,8 +23,9 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"HYPRELOC");
 pub const VERSION: u32 = 2;
 /// The oldest version the engine accepts.
 pub const VERSION_MIN: u32 = 1;
-/// `size` of a version-1 block, in bytes (0x80).
-pub const SIZE_V1: u32 = size_of::<ArgBlock>() as u32;
+/// `size` of the block, in bytes (0x80): the same for versions 1 and 2, which differ only in
+/// the meaning of a flag.
+pub const SIZE: u32 = size_of::<ArgBlock>() as u32;
 
 /// `flags` bit 0: copy with the EL2 MMU and caches on, using `ttbr0`, `tcr` and `mair`. When
 /// clear, the engine copies with the MMU off and those three fields are 0.
@@ -37,7 +38,8 @@ pub const FLAG_PSCI_STOP: u64 = 1 << 1;
 /// register; AUX_MU_LSR at +0x14), as on the Raspberry Pi 4; when clear it is a PL011.
 pub const FLAG_CONSOLE_MINI_UART: u64 = 1 << 2;
 
-/// The relocation argument block, version 1 (docs/reloc-args.md has the table of fields).
+/// The relocation argument block, versions 1 and 2 (docs/reloc-args.md has the table of
+/// fields).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ArgBlock {
@@ -45,10 +47,10 @@ pub struct ArgBlock {
     pub magic: u64,
     /// [`VERSION`].
     pub version: u32,
-    /// Size of the block in bytes: [`SIZE_V1`] for version 1.
+    /// Size of the block in bytes: [`SIZE`] for versions 1 and 2.
     pub size: u32,
     /// The first page-list entry, normally `IND_INDIRECTION | first list page` (see
-    /// [`list`](crate::list)).
+    /// the `reloc` crate's `list` module).
     pub head: u64,
     /// Physical address the payload is entered at; non-zero, 4-byte aligned.
     pub entry: u64,
@@ -81,7 +83,7 @@ pub struct Digest {
     pub start: u64,
     /// Length of the range in bytes.
     pub len: u64,
-    /// CRC-32C of the range in the low 32 bits (see [`digest`](crate::digest)); the high 32
+    /// CRC-32C of the range in the low 32 bits (see the `reloc` crate's `digest` module); the high 32
     /// bits are 0.
     pub crc32c: u64,
 }
@@ -150,7 +152,7 @@ const _: () = assert!(offsets::CONSOLE == 0x68);
 const _: () = assert!(offsets::DIGESTS == 0x70);
 const _: () = assert!(offsets::DIGEST_COUNT == 0x78);
 const _: () = assert!(offsets::BLOCK_SIZE == 0x80);
-const _: () = assert!(SIZE_V1 == 0x80);
+const _: () = assert!(SIZE == 0x80);
 const _: () = assert!(offsets::DIGEST_START == 0x00);
 const _: () = assert!(offsets::DIGEST_LEN == 0x08);
 const _: () = assert!(offsets::DIGEST_CRC32C == 0x10);
@@ -174,7 +176,7 @@ pub enum ArgError {
         found: u32,
     },
     /// `size` is not the size of the block's version.
-    #[error("argument block size {found:#x} at offset 0xc is not {SIZE_V1:#x}, the size of version {VERSION}")]
+    #[error("argument block size {found:#x} at offset 0xc is not {SIZE:#x}, the size of version {VERSION}")]
     BadSize {
         /// The `size` field.
         found: u32,
@@ -205,7 +207,7 @@ impl ArgBlock {
         Self {
             magic: MAGIC,
             version: VERSION,
-            size: SIZE_V1,
+            size: SIZE,
             head: 0,
             entry: 0,
             regs: [0; 4],
@@ -283,7 +285,7 @@ impl Digest {
 }
 
 /// Checks `block` before the point of no return, in this order: magic, version, size
-/// (== [`SIZE_V1`]) -- the checks the engine itself repeats -- then what only the firmware
+/// (== [`SIZE`]) -- the checks the engine itself repeats -- then what only the firmware
 /// checks: `el` (1 or 2), `entry` (non-zero, 4-byte aligned), and with [`FLAG_MMU`] `ttbr0`
 /// (non-zero, 4 KiB aligned).
 ///
@@ -298,7 +300,7 @@ pub fn validate(block: &ArgBlock) -> Result<(), ArgError> {
             found: block.version,
         });
     }
-    if block.size != SIZE_V1 {
+    if block.size != SIZE {
         return Err(ArgError::BadSize { found: block.size });
     }
     if !matches!(block.el, 1 | 2) {
@@ -352,7 +354,7 @@ mod tests {
     #[test]
     fn magic_spells_hypreloc() {
         assert_eq!(&MAGIC.to_le_bytes(), b"HYPRELOC");
-        assert_eq!(SIZE_V1, 0x80);
+        assert_eq!(SIZE, 0x80);
     }
 
     #[test]
@@ -456,7 +458,7 @@ mod tests {
         assert!(matches!(validate(&b), Err(ArgError::BadVersion { .. })));
         b.version = VERSION;
         assert!(matches!(validate(&b), Err(ArgError::BadSize { .. })));
-        b.size = SIZE_V1;
+        b.size = SIZE;
         assert!(matches!(validate(&b), Err(ArgError::BadEl { .. })));
         b.el = 2;
         assert!(matches!(validate(&b), Err(ArgError::BadEntry { .. })));
