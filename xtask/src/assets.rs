@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use self::manifest::{Record, Role};
-use self::private_apt::Layout;
+use self::private_apt::AptDirs;
 use crate::{display_command, output_dir, qemu};
 
 /// Environment variable naming the cache directory.
@@ -313,8 +313,8 @@ impl Cache {
         self.dir.join(MANIFEST)
     }
 
-    fn apt(&self) -> Layout {
-        Layout {
+    fn apt(&self) -> AptDirs {
+        AptDirs {
             dir: self.dir.join("apt"),
         }
     }

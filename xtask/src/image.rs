@@ -85,7 +85,7 @@ impl FromStr for Board {
     }
 }
 
-/// A test payload: `tests/payload/` (abi-client) or `tests/el2-client/`.
+/// A test payload: `tests/abi-client/` (abi-client) or `tests/el2-client/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Payload {
     /// The EL1 client that exercises the hyp-stub ABI and SMCCC/PSCI.

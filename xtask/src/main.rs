@@ -190,7 +190,7 @@ enum Cmd {
         #[arg(long, value_name = "SECS", default_value_t = 300)]
         timeout: u64,
     },
-    /// Build a test payload (tests/payload or tests/el2-client); prints its path as the
+    /// Build a test payload (tests/abi-client or tests/el2-client); prints its path as the
     /// last line.
     BuildPayload {
         /// The payload (known: abi-client, el2-client).

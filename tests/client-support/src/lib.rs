@@ -1,4 +1,4 @@
-//! Code shared by the bare-metal test clients `abi-client` (tests/payload) and `el2-client`
+//! Code shared by the bare-metal test clients `abi-client` (tests/abi-client) and `el2-client`
 //! (tests/el2-client): the PL011 console ([`console`], [`say!`]), the device-tree walk
 //! ([`fdt`], host-tested), physical address ranges ([`region`]), and the [`checks::Checker`]
 //! that prints and counts check results under the client's name.

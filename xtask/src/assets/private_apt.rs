@@ -100,12 +100,12 @@ fn signed_by(value: &str) -> SignedBy {
 
 /// Where everything of the private configuration lives, below one directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
+pub struct AptDirs {
     /// The directory (`<cache>/apt`).
     pub dir: PathBuf,
 }
 
-impl Layout {
+impl AptDirs {
     /// The file `APT_CONFIG` names.
     pub fn config(&self) -> PathBuf {
         self.dir.join("etc/apt.conf")
@@ -138,7 +138,7 @@ impl Layout {
         .map(|d| self.dir.join(d))
     }
 
-    /// The text of [`Layout::config`]. `carried` are system settings to keep (see
+    /// The text of [`AptDirs::config`]. `carried` are system settings to keep (see
     /// [`carried_settings`]); as root, downloads run as root rather than as `_apt`, which
     /// could not write to a private directory that root owns.
     pub fn config_text(&self, root: bool, carried: &[String]) -> String {
@@ -180,8 +180,8 @@ impl Layout {
         text
     }
 
-    /// The text of [`Layout::sources_list`] for `archives`; embedded keys are named by
-    /// [`Layout::keyring`] (the caller writes them, see [`Layout::keyrings`]).
+    /// The text of [`AptDirs::sources_list`] for `archives`; embedded keys are named by
+    /// [`AptDirs::keyring`] (the caller writes them, see [`AptDirs::keyrings`]).
     pub fn sources_text(&self, archives: &[Archive]) -> String {
         let mut text = String::from("# Written by `cargo xtask` (hypstub), from:\n");
         let mut files: Vec<&Path> = archives.iter().map(|a| a.from.as_path()).collect();
@@ -310,7 +310,7 @@ mod tests {
                 "/usr/share/keyrings/debian-archive-keyring.gpg".into()
             ))
         );
-        let layout = Layout {
+        let layout = AptDirs {
             dir: "/c/apt".into(),
         };
         let text = layout.sources_text(&archives);
@@ -332,7 +332,7 @@ mod tests {
         let archives = archives(&only_main).unwrap();
         assert_eq!(archives.len(), 1);
         assert_eq!(archives[0].signed_by, None);
-        let layout = Layout { dir: "/c".into() };
+        let layout = AptDirs { dir: "/c".into() };
         assert!(layout
             .sources_text(&archives)
             .ends_with(&format!("deb [arch=arm64] {MIRROR} bookworm main\n")));
@@ -354,7 +354,7 @@ mod tests {
             ),
         );
         let archives = archives(&sources).unwrap();
-        let layout = Layout { dir: "/c".into() };
+        let layout = AptDirs { dir: "/c".into() };
         let keys = layout.keyrings(&archives);
         assert_eq!(
             keys,
@@ -372,7 +372,7 @@ mod tests {
 
     #[test]
     fn config_is_private() {
-        let layout = Layout {
+        let layout = AptDirs {
             dir: "/c/apt".into(),
         };
         let text = layout.config_text(false, &[]);
