@@ -9,17 +9,20 @@
 //! 2. memory: [`Board::memory`] reads RAM and maps all of it, and says what the firmware
 //!    occupies ([`Memory`]);
 //! 3. payload: [`Board::payload`] (fw_cfg, a FIT, the board's own source) or, when there is
-//!    none, the built-in demo ([`crate::demo`]);
+//!    none, the built-in demo (`crate::demo`);
 //! 4. the arm64 Image header checked and the image placed (`loader::image`), the initrd
 //!    after it;
 //! 5. with `hypstub.el=1`, [`Board::take_over_cpus`];
 //! 6. the payload's DTB ([`Board::dtb_buffer`]: the board's, or a FIT's) edited: bootargs,
 //!    initrd, RAM for a FIT's DTB, reservations, the stub's RAM with `hypstub.el=1`, and
 //!    [`Board::edit_dtb`]; then placed after the initrd;
-//! 7. staging, planning and cleaning to PoC ([`crate::handover::relocate`]), with
-//!    [`Board::load`] for parts a device writes itself (fw_cfg DMA);
-//! 8. [`run`]: HVC_SOFT_RESTART ([`crate::handover::enter`]), or the error and
-//!    [`Board::stop`].
+//!
+//! Steps 1 to 6 are [`prepare`], plain Rust over the hooks, tested on the host with a fake
+//! board; `boot` (aarch64) adds:
+//!
+//! 7. staging, planning and cleaning to PoC (`handover::relocate`), with [`Board::load`]
+//!    for parts a device writes itself (fw_cfg DMA);
+//! 8. `run`: HVC_SOFT_RESTART (`handover::enter`), or the error and [`Board::stop`].
 
 use alloc::borrow::Cow;
 use alloc::string::String;
@@ -34,7 +37,9 @@ use reloc::plan::Layout;
 
 use crate::boot::report_options;
 use crate::error::BootError;
-use crate::handover::{self, Bytes, Handoff, PayloadEntry, Segment};
+#[cfg(target_arch = "aarch64")]
+use crate::handover::{self, Handoff};
+use crate::handover::{Bytes, PayloadEntry, Segment};
 use crate::payload::{Payload, Source};
 
 /// What the firmware knows of memory once all RAM is mapped ([`Board::memory`]).
@@ -106,7 +111,7 @@ pub trait Board {
     /// It cannot be read.
     fn command_line(&mut self) -> Result<String, BootError>;
 
-    /// Reads RAM, maps all of it ([`crate::handover::map_all_ram`]) and says what the
+    /// Reads RAM, maps all of it (`handover::map_all_ram`) and says what the
     /// firmware occupies.
     ///
     /// # Errors
@@ -172,7 +177,8 @@ pub trait Board {
     fn stop() -> !;
 }
 
-/// Boots: [`boot`], then the point of no return, or the error and [`Board::stop`].
+/// Boots: `boot`, then the point of no return, or the error and [`Board::stop`].
+#[cfg(target_arch = "aarch64")]
 pub fn run<B: Board>(board: &mut B) -> ! {
     match boot(board) {
         Ok((h, written)) => handover::enter(&h, &written, B::stop),
@@ -180,27 +186,71 @@ pub fn run<B: Board>(board: &mut B) -> ! {
     }
 }
 
-/// Everything before the point of no return: the handoff for the engine and the RAM to
-/// clean just before the HVC.
+/// Everything before the point of no return: [`prepare`], then staging, planning and
+/// cleaning; the handoff for the engine and the RAM to clean just before the HVC.
 ///
 /// # Errors
 /// The first step that fails, with its message; nothing the payload needs is overwritten.
+#[cfg(target_arch = "aarch64")]
 pub fn boot<B: Board>(board: &mut B) -> Result<(Handoff, Written), BootError> {
+    let plan = prepare(
+        board,
+        || crate::demo::run(B::HAS_PSCI),
+        crate::boot::pa_bits(),
+    )?;
+    let mut load = |i: usize, runs: &[Range<u64>]| {
+        board.load(if i == 0 { Part::Kernel } else { Part::Initrd }, runs)
+    };
+    #[cfg(feature = "test-corrupt-staging")]
+    let tamper: Option<&handover::Tamper> = Some(&corrupt_first_staged_page);
+    #[cfg(not(feature = "test-corrupt-staging"))]
+    let tamper = None;
+    let handoff = handover::relocate(plan.layout, &plan.segments, &plan.entry, &mut load, tamper)?;
+    Ok((handoff, plan.written))
+}
+
+/// What [`prepare`] decided: everything the relocation needs, nothing written yet but the
+/// payload's DTB.
+pub struct Prepared {
+    /// The planner's view of memory.
+    pub layout: Layout,
+    /// The kernel, the initrd if any, and the DTB: their destinations and bytes.
+    pub segments: Vec<Segment<'static>>,
+    /// How the engine enters the payload.
+    pub entry: PayloadEntry,
+    /// The RAM to clean just before the HVC.
+    pub written: Written,
+}
+
+/// The boot flow up to the plan (steps 1 to 6): options, memory, the payload (or
+/// `run_demo`, which says whether the demo passed, when there is none), placement, the
+/// secondary CPUs, the edited DTB. Plain Rust over the board's hooks: tested on the host.
+///
+/// # Errors
+/// The first step that fails, with its message; nothing has been written but the DTB.
+pub fn prepare<B: Board>(
+    board: &mut B,
+    run_demo: impl FnOnce() -> bool,
+    pa_bits: u32,
+) -> Result<Prepared, BootError> {
     let cmdline = board.command_line()?;
     let (opts, payload_cmdline) = options::parse(&cmdline)?;
     log::set_max_level(opts.log);
     report_options(&opts, &cmdline);
     let memory = board.memory()?;
 
-    let demo_bytes;
     let payload = match board.payload(&memory)? {
         Some(p) => p,
         None => {
-            if !crate::demo::run(B::HAS_PSCI) {
+            if !run_demo() {
                 return Err(BootError::DemoFailed);
             }
-            demo_bytes = board.demo_payload();
-            Payload::in_memory(&demo_bytes)
+            let bytes: &'static [u8] = match board.demo_payload() {
+                Cow::Borrowed(b) => b,
+                // It lives until the HVC: the engine copies it to its destination.
+                Cow::Owned(v) => v.leak(),
+            };
+            Payload::in_memory(bytes)
         }
     };
 
@@ -239,7 +289,8 @@ pub fn boot<B: Board>(board: &mut B) -> Result<(Handoff, Written), BootError> {
     if let Some(f) = payload.fdt {
         info!("dtb: using the FIT's device tree ({} bytes)", f.len());
     }
-    let mut dtb = Dtb::new(board.dtb_buffer(payload.fdt)?)?;
+    let dtb_buf: &'static mut [u8] = board.dtb_buffer(payload.fdt)?;
+    let mut dtb = Dtb::new(&mut *dtb_buf)?;
     {
         // DTB edits before anything is loaded: if the DTB cannot take them, nothing is lost.
         let mut edits = Edits::new().bootargs(&payload_cmdline);
@@ -280,6 +331,8 @@ pub fn boot<B: Board>(board: &mut B) -> Result<(Handoff, Written), BootError> {
     // The DTB moves too, after the image and the initrd: where the firmware found it is
     // where a payload may want to be.
     let dtb_len = dtb.size() as u64;
+    // Edited in place: its first `dtb_len` bytes are the payload's DTB, read-only from here.
+    let dtb_bytes: &'static [u8] = dtb_buf;
     let dtb_dest = initrd
         .as_ref()
         .map_or(image.end, |r| r.end)
@@ -306,7 +359,7 @@ pub fn boot<B: Board>(board: &mut B) -> Result<(Handoff, Written), BootError> {
         busy,
         console: Some(console.base),
         console_mini_uart: console.mini_uart,
-        pa_bits: crate::boot::pa_bits(),
+        pa_bits,
     };
     let mut segments = alloc::vec![Segment {
         name: "payload",
@@ -323,19 +376,12 @@ pub fn boot<B: Board>(board: &mut B) -> Result<(Handoff, Written), BootError> {
     segments.push(Segment {
         name: "dtb",
         dest: dtb_dest..dtb_dest + dtb_len,
-        bytes: Bytes::Copy(dtb.as_bytes()),
+        bytes: Bytes::Copy(&dtb_bytes[..dtb_len as usize]),
     });
-    let mut load = |i: usize, runs: &[Range<u64>]| {
-        board.load(if i == 0 { Part::Kernel } else { Part::Initrd }, runs)
-    };
-    #[cfg(feature = "test-corrupt-staging")]
-    let tamper: Option<&handover::Tamper> = Some(&corrupt_first_staged_page);
-    #[cfg(not(feature = "test-corrupt-staging"))]
-    let tamper = None;
-    let handoff = handover::relocate(
+    Ok(Prepared {
         layout,
-        &segments,
-        &PayloadEntry {
+        segments,
+        entry: PayloadEntry {
             pc: image.start,
             regs: [dtb_dest, 0, 0, 0],
             el,
@@ -343,10 +389,8 @@ pub fn boot<B: Board>(board: &mut B) -> Result<(Handoff, Written), BootError> {
             verify: opts.verify,
             psci_stop: B::HAS_PSCI,
         },
-        &mut load,
-        tamper,
-    )?;
-    Ok((handoff, memory.written))
+        written: memory.written,
+    })
 }
 
 fn bytes<'a>(s: &Source<'a>) -> Bytes<'a> {
@@ -356,11 +400,236 @@ fn bytes<'a>(s: &Source<'a>) -> Bytes<'a> {
     }
 }
 
-#[cfg(feature = "test-corrupt-staging")]
+#[cfg(all(target_arch = "aarch64", feature = "test-corrupt-staging"))]
 fn corrupt_first_staged_page(runs: &[Range<u64>], written: &mut Vec<Range<u64>>) {
     let p = runs[0].start;
     log::warn!("test hook: corrupting the staged byte at {p:#x} after planning");
     // SAFETY: the first staging page of the payload, mapped as data.
     unsafe { (p as *mut u8).write_volatile(!(p as *const u8).read_volatile()) };
     written.push(p..p + 4096);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loader::dtfacts;
+
+    const RAM: Range<u64> = 0x4000_0000..0x6000_0000;
+    const RESIDENT: Range<u64> = 0x4010_0000..0x4012_0000;
+    /// QEMU virt's own DTB (`-machine dumpdtb`), as the firmware finds it.
+    const QEMU_DTB: &[u8] = include_bytes!("../../loader/tests/data/qemu-virt-gicv3.dtb");
+
+    /// An arm64 Image of `len` bytes whose header asks for `image_size` bytes at
+    /// `text_offset` (booting.rst).
+    fn image(len: usize, text_offset: u64, image_size: u64) -> &'static [u8] {
+        let mut b = std::vec![0u8; len];
+        b[8..16].copy_from_slice(&text_offset.to_le_bytes());
+        b[16..24].copy_from_slice(&image_size.to_le_bytes());
+        b[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        b.leak()
+    }
+
+    /// A board with everything in host memory: the payload is `kernel` (or none: the
+    /// demo), the DTB QEMU's.
+    struct Fake {
+        cmdline: &'static str,
+        kernel: Option<&'static [u8]>,
+        initrd: Option<&'static [u8]>,
+        fdt: Option<&'static [u8]>,
+        firmware_reserved: Vec<Range<u64>>,
+        dtb_taken: bool,
+        cpus_taken: bool,
+    }
+
+    fn fake(cmdline: &'static str, kernel: Option<&'static [u8]>) -> Fake {
+        Fake {
+            cmdline,
+            kernel,
+            initrd: None,
+            fdt: None,
+            firmware_reserved: Vec::new(),
+            dtb_taken: false,
+            cpus_taken: false,
+        }
+    }
+
+    impl Board for Fake {
+        const HAS_PSCI: bool = true;
+        fn command_line(&mut self) -> Result<String, BootError> {
+            Ok(self.cmdline.into())
+        }
+        fn memory(&mut self) -> Result<Memory, BootError> {
+            Ok(Memory {
+                ram: std::vec![RAM],
+                payload_bank: RAM,
+                protected: std::vec![],
+                stub: std::vec![(RESIDENT, "the stub's resident RAM")],
+                resident: RESIDENT,
+                busy: std::vec![0x4000_0000..0x4010_0000, RESIDENT],
+                reserve: std::vec![0x4000_0000..0x4000_1000],
+                firmware_reserved: self.firmware_reserved.clone(),
+                written: Written::default(),
+            })
+        }
+        fn payload(&mut self, _: &Memory) -> Result<Option<Payload<'static>>, BootError> {
+            Ok(self.kernel.map(|k| Payload {
+                initrd: self.initrd.map(Source::Memory),
+                fdt: self.fdt,
+                ..Payload::in_memory(k)
+            }))
+        }
+        fn demo_payload(&self) -> Cow<'static, [u8]> {
+            Cow::Borrowed(image(4096, 0, 4096))
+        }
+        fn take_over_cpus(&mut self, _: &Memory) -> Result<(), BootError> {
+            self.cpus_taken = true;
+            Ok(())
+        }
+        fn dtb_buffer(
+            &mut self,
+            replacement: Option<&[u8]>,
+        ) -> Result<&'static mut [u8], BootError> {
+            self.dtb_taken = true;
+            let base = replacement.unwrap_or(QEMU_DTB);
+            let mut buf = std::vec![0u8; base.len() + 0x1_0000];
+            buf[..base.len()].copy_from_slice(base);
+            Ok(buf.leak())
+        }
+        fn engine_console(&self) -> EngineConsole {
+            EngineConsole {
+                base: 0x0900_0000,
+                mini_uart: false,
+            }
+        }
+        fn stop() -> ! {
+            unreachable!("the flow never stops on its own")
+        }
+    }
+
+    fn dtb_of(plan: &Prepared) -> std::vec::Vec<u8> {
+        match plan.segments.last().map(|s| (&s.bytes, s.name)) {
+            Some((Bytes::Copy(b), "dtb")) => b.to_vec(),
+            _ => panic!("the last segment is the DTB"),
+        }
+    }
+
+    #[test]
+    fn el2_places_image_initrd_and_dtb_in_order() {
+        let mut b = fake(
+            "console=ttyAMA0 hypstub.log=warn quiet",
+            Some(image(0x3000, 0, 0x5000)),
+        );
+        b.initrd = Some(&[7u8; 0x1800]);
+        let plan = prepare(&mut b, || panic!("no demo with a payload"), 44).unwrap();
+        let dests: Vec<_> = plan
+            .segments
+            .iter()
+            .map(|s| (s.name, s.dest.clone()))
+            .collect();
+        // The image at the base of RAM (text_offset 0), its whole image_size busy; the
+        // initrd and the DTB each on the next page.
+        assert_eq!(dests[0], ("payload", 0x4000_0000..0x4000_3000));
+        assert_eq!(dests[1], ("initrd", 0x4000_5000..0x4000_6800));
+        assert_eq!(dests[2].0, "dtb");
+        assert_eq!(dests[2].1.start, 0x4000_7000);
+        assert_eq!(plan.entry.pc, 0x4000_0000);
+        assert_eq!(plan.entry.regs, [0x4000_7000, 0, 0, 0]);
+        assert_eq!(plan.entry.el, El::Two);
+        assert!(plan.entry.psci_stop);
+        assert!(plan.layout.busy.contains(&(0x4000_0000..0x4000_5000)));
+        assert!(
+            plan.layout.protected.is_empty(),
+            "at EL2 the stub's RAM is the payload's"
+        );
+        assert_eq!(plan.layout.pa_bits, 44);
+        assert!(!b.cpus_taken);
+        let mut dtb = dtb_of(&plan);
+        let dtb = Dtb::new(&mut dtb).unwrap();
+        assert_eq!(dtb.bootargs().unwrap(), Some("console=ttyAMA0 quiet"));
+        assert_eq!(dtb.initrd().unwrap(), Some(0x4000_5000..0x4000_6800));
+        let reserved = dtfacts::reserved(&dtb.fdt()).unwrap();
+        assert!(
+            reserved.contains(&(0x4000_0000..0x4000_1000)),
+            "{reserved:x?}"
+        );
+        assert!(!reserved.contains(&RESIDENT), "{reserved:x?}");
+    }
+
+    #[test]
+    fn el1_keeps_the_stub_protected_and_reserved() {
+        let mut b = fake("hypstub.el=1", Some(image(0x1000, 0, 0)));
+        let plan = prepare(&mut b, || panic!("no demo with a payload"), 48).unwrap();
+        assert_eq!(plan.entry.el, El::One);
+        assert!(
+            b.cpus_taken,
+            "secondary CPUs are the board's before the DTB is edited"
+        );
+        assert_eq!(
+            plan.layout.protected,
+            [(RESIDENT, "the stub's resident RAM")]
+        );
+        // image_size 0: an old kernel, text_offset 0x80000.
+        assert_eq!(plan.segments[0].dest.start, 0x4008_0000);
+        let mut dtb = dtb_of(&plan);
+        let dtb = Dtb::new(&mut dtb).unwrap();
+        assert_eq!(dtb.bootargs().unwrap(), Some(""));
+        let reserved = dtfacts::reserved(&dtb.fdt()).unwrap();
+        assert!(reserved.contains(&RESIDENT), "{reserved:x?}");
+    }
+
+    #[test]
+    fn a_fits_dtb_gets_the_ram_and_the_firmwares_reservations() {
+        let mut b = fake("", Some(image(0x1000, 0x1000, 0x1000)));
+        b.fdt = Some(QEMU_DTB);
+        b.firmware_reserved = std::vec![0x5000_0000..0x5000_2000];
+        let plan = prepare(&mut b, || panic!("no demo with a payload"), 48).unwrap();
+        let mut dtb = dtb_of(&plan);
+        let dtb = Dtb::new(&mut dtb).unwrap();
+        assert_eq!(dtb.memory().unwrap(), [RAM]);
+        let reserved = dtfacts::reserved(&dtb.fdt()).unwrap();
+        assert!(
+            reserved.contains(&(0x5000_0000..0x5000_2000)),
+            "{reserved:x?}"
+        );
+    }
+
+    #[test]
+    fn without_a_payload_the_demo_runs_first() {
+        let mut b = fake("", None);
+        let mut ran = false;
+        let plan = prepare(
+            &mut b,
+            || {
+                ran = true;
+                true
+            },
+            48,
+        )
+        .unwrap();
+        assert!(ran);
+        assert_eq!(plan.segments[0].dest, 0x4000_0000..0x4000_1000);
+        let mut b = fake("", None);
+        let e = prepare(&mut b, || false, 48).err().unwrap();
+        assert!(matches!(e, BootError::DemoFailed), "{e}");
+        assert!(!b.dtb_taken);
+    }
+
+    #[test]
+    fn bad_input_stops_before_the_dtb_is_touched() {
+        let mut not_an_image = image(0x1000, 0, 0).to_vec();
+        not_an_image[0x38] = b'X';
+        let mut b = fake("", Some(not_an_image.leak()));
+        let e = prepare(&mut b, || true, 48).err().unwrap();
+        assert!(e.to_string().contains("not an arm64 Image"), "{e}");
+        assert!(!b.dtb_taken);
+
+        let mut b = fake("", Some(image(0x1000, 0, 0x4000_0000)));
+        let e = prepare(&mut b, || true, 48).err().unwrap();
+        assert!(e.to_string().contains("does not fit in RAM"), "{e}");
+        assert!(!b.dtb_taken);
+
+        let mut b = fake("hypstub.bogus=1", Some(image(0x1000, 0, 0)));
+        let e = prepare(&mut b, || true, 48).err().unwrap();
+        assert!(e.to_string().contains("unknown option hypstub."), "{e}");
+    }
 }

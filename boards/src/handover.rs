@@ -8,12 +8,17 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use loader::options::{CopyMode, El};
+#[cfg(target_arch = "aarch64")]
 use log::{error, info, warn};
+#[cfg(target_arch = "aarch64")]
 use reloc::plan::{Finish, Layout, Planner};
 
+#[cfg(target_arch = "aarch64")]
 use crate::boot::{copy_into, cpu_has_crc32};
+#[cfg(target_arch = "aarch64")]
 use crate::el1::{self, cache::CpuCache, IdentityMemory};
 use crate::error::BootError;
+#[cfg(target_arch = "aarch64")]
 use crate::flow::Written;
 
 /// Where a segment's bytes come from.
@@ -21,7 +26,7 @@ pub enum Bytes<'a> {
     /// These bytes, which the CPU copies into the staging pages (and which are then cleaned).
     Copy(&'a [u8]),
     /// A device fills the staging pages itself (fw_cfg DMA), through the `load` callback of
-    /// [`relocate`], with its own cache maintenance.
+    /// `relocate`, with its own cache maintenance.
     Device,
 }
 
@@ -69,6 +74,7 @@ pub struct Handoff {
     pub el: El,
 }
 
+#[cfg(target_arch = "aarch64")]
 /// Stages `segments` with a planner over `layout`, fills them (`load` for
 /// [`Bytes::Device`] segments, given the segment's index and its staging runs), finishes the
 /// plan and cleans everything the engine reads to PoC. `tamper`, for test images only, may
@@ -138,6 +144,7 @@ pub fn relocate(
     })
 }
 
+#[cfg(target_arch = "aarch64")]
 /// Maps every RAM bank as data (minus `holes`), `code` as read-only executable and
 /// `devices` as Device memory with `aarch64-paging`, and switches to that map: the
 /// relocation writes anywhere in RAM, which the early tables do not all cover.
@@ -172,6 +179,7 @@ pub fn el_number(el: El) -> u64 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
 /// The point of no return: cleans and invalidates `written` (the EL1 stage's RAM and
 /// whatever else it wrote that a destination may cover) to PoC, then HVC_SOFT_RESTART runs
 /// the engine at EL2 with x0 = the block. Returns only if the stub refuses; then `stop`.
@@ -202,6 +210,7 @@ pub fn enter(h: &Handoff, written: &Written, stop: fn() -> !) -> ! {
     stop()
 }
 
+#[cfg(target_arch = "aarch64")]
 /// An error before the point of no return: say it, say that nothing was loaded, `stop`.
 pub fn stop_with(e: &BootError, stop: fn() -> !) -> ! {
     error!("{e}");

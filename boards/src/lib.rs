@@ -16,9 +16,7 @@ pub mod console;
 pub mod demo;
 pub mod el1;
 pub mod error;
-#[cfg(target_arch = "aarch64")]
 pub mod flow;
-#[cfg(target_arch = "aarch64")]
 pub mod handover;
 pub mod payload;
 pub mod qemu_virt;

@@ -108,7 +108,7 @@ fn cpu_on<P: Platform>(target: u64, entry: u64, context_id: u64) -> u64 {
         console::line(
             P::console_write,
             format_args!(
-            "el2-stub: CPU_ON of MPIDR {target:#x} refused: the stub has slots for Aff0 0..{} only",
+            "el2-stub: CPU_ON of MPIDR {target:#x} refused: this board's stub has no slot for it (at most {} CPUs; see Platform::cpu_slot)",
             cpus::MAX_CPUS
         ),
         );
