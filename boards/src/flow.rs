@@ -26,7 +26,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use loader::fdt::{Dtb, Edits};
+use loader::dt::{Dtb, Edits};
 use loader::image::{self, ImageHeader};
 use loader::options::{self, El};
 use log::info;
@@ -258,7 +258,7 @@ pub fn boot<B: Board>(board: &mut B) -> Result<(Handoff, Written), BootError> {
         to_reserve.dedup();
         if !to_reserve.is_empty() {
             // What the DTB being edited reserves already is not added again.
-            let already = loader::dtfacts::reserved(&dtb.fdt())?;
+            let already = dtb.reserved()?;
             for r in to_reserve {
                 if !already.iter().any(|x| x.start <= r.start && r.end <= x.end) {
                     edits = edits.memreserve(r.start, r.end - r.start);
