@@ -17,9 +17,10 @@ pub enum BootError {
     /// The payload cannot be placed in RAM.
     #[error("payload: {0}")]
     Place(#[from] loader::image::PlaceError),
-    /// The DTB does not describe what the board needs (RAM, console, CPUs, reservations).
+    /// The DTB is malformed, does not describe what the board needs (RAM, console, CPUs,
+    /// reservations), or cannot take the edits.
     #[error("DTB: {0}")]
-    Dt(#[from] loader::dtfacts::DtError),
+    Dt(#[from] loader::dt::DtError),
     /// The payload FIT is malformed, incomplete or fails its hashes.
     #[error("fit: {0}")]
     Fit(#[from] loader::fit::FitError),
@@ -48,9 +49,6 @@ pub enum BootError {
     /// A board-specific problem, described in full.
     #[error("{0}")]
     Board(alloc::string::String),
-    /// The DTB is malformed or cannot take the edits.
-    #[error("DTB: {0}")]
-    Fdt(#[from] loader::fdt::FdtError),
     /// The DTB describes no RAM the firmware can use.
     #[error("DTB: no /memory range contains {0:#x}, where this board's RAM starts")]
     NoRam(u64),

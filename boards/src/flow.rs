@@ -29,7 +29,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use loader::fdt::{Dtb, Edits};
+use loader::dt::{Dtb, Edits};
 use loader::image::{self, ImageHeader};
 use loader::options::{self, El};
 use log::info;
@@ -309,7 +309,7 @@ pub fn prepare<B: Board>(
         to_reserve.dedup();
         if !to_reserve.is_empty() {
             // What the DTB being edited reserves already is not added again.
-            let already = loader::dtfacts::reserved(&dtb.fdt())?;
+            let already = dtb.reserved()?;
             for r in to_reserve {
                 if !already.iter().any(|x| x.start <= r.start && r.end <= x.end) {
                     edits = edits.memreserve(r.start, r.end - r.start);
@@ -412,7 +412,6 @@ fn corrupt_first_staged_page(runs: &[Range<u64>], written: &mut Vec<Range<u64>>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loader::dtfacts;
 
     const RAM: Range<u64> = 0x4000_0000..0x6000_0000;
     const RESIDENT: Range<u64> = 0x4010_0000..0x4012_0000;
@@ -547,7 +546,7 @@ mod tests {
         let dtb = Dtb::new(&mut dtb).unwrap();
         assert_eq!(dtb.bootargs().unwrap(), Some("console=ttyAMA0 quiet"));
         assert_eq!(dtb.initrd().unwrap(), Some(0x4000_5000..0x4000_6800));
-        let reserved = dtfacts::reserved(&dtb.fdt()).unwrap();
+        let reserved = dtb.reserved().unwrap();
         assert!(
             reserved.contains(&(0x4000_0000..0x4000_1000)),
             "{reserved:x?}"
@@ -573,7 +572,7 @@ mod tests {
         let mut dtb = dtb_of(&plan);
         let dtb = Dtb::new(&mut dtb).unwrap();
         assert_eq!(dtb.bootargs().unwrap(), Some(""));
-        let reserved = dtfacts::reserved(&dtb.fdt()).unwrap();
+        let reserved = dtb.reserved().unwrap();
         assert!(reserved.contains(&RESIDENT), "{reserved:x?}");
     }
 
@@ -586,7 +585,7 @@ mod tests {
         let mut dtb = dtb_of(&plan);
         let dtb = Dtb::new(&mut dtb).unwrap();
         assert_eq!(dtb.memory().unwrap(), [RAM]);
-        let reserved = dtfacts::reserved(&dtb.fdt()).unwrap();
+        let reserved = dtb.reserved().unwrap();
         assert!(
             reserved.contains(&(0x5000_0000..0x5000_2000)),
             "{reserved:x?}"

@@ -29,7 +29,7 @@ use dtoolkit::{Node, Property};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use crate::fdt::{FDT_HEADER_SIZE, FDT_MAGIC};
+use crate::dt::{FDT_HEADER_SIZE, FDT_MAGIC};
 
 /// Offset of `totalsize` in the FDT header.
 const TOTALSIZE_OFFSET: usize = 4;

@@ -5,10 +5,11 @@
 //!   of a load address in RAM that avoids what must not be overwritten.
 //! - [`options`]: the `hypstub.*` firmware options, read from and removed
 //!   from the kernel command line (docs/options.md).
-//! - [`fdt`]: reading RAM, PSCI, CPUs and the command line from the DTB, and
-//!   patching `/chosen` and the memory reservations in place.
-//! - [`dtfacts`]: board facts from a DTB: RAM banks, bus-to-CPU address
-//!   translation, the console UART and the CPUs' spin-table addresses.
+//! - [`dt`]: the device tree: a DTB checked once, then what it says (RAM
+//!   banks, reserved memory, the command line and initrd, the console UART
+//!   with its address translated through the buses' `ranges`, the CPUs'
+//!   spin-table addresses) and the edits of `/chosen`, RAM, reservations and
+//!   nodes, made in place in one rewrite, with one error type.
 //! - `fit` (feature `fit`): the kernel, initrd and DTB of a FIT image's default
 //!   configuration, and their SHA-256 hashes.
 //!
@@ -26,8 +27,7 @@
 
 extern crate alloc;
 
-pub mod dtfacts;
-pub mod fdt;
+pub mod dt;
 #[cfg(feature = "fit")]
 pub mod fit;
 pub mod image;

@@ -141,10 +141,10 @@ fn rpi4_linux_with_the_fits_dtb() {
         &folder.path("qemu-dump.dtb"),
     );
     dtb.resize(dtb.len() + 4096, 0);
-    let mut edited = loader::fdt::Dtb::new(&mut dtb).unwrap();
+    let mut edited = loader::dt::Dtb::new(&mut dtb).unwrap();
     let wrong = 0..0x1000_0000;
     edited
-        .apply(&loader::fdt::Edits::new().memory(core::slice::from_ref(&wrong)))
+        .apply(&loader::dt::Edits::new().memory(core::slice::from_ref(&wrong)))
         .unwrap();
     let dtb = edited.as_bytes().to_vec();
     let fit = xtask::fit::write_fit(&kernel, Some(&initrd), Some(&dtb), "with its DTB");

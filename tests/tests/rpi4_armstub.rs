@@ -21,7 +21,7 @@ use hypstub_tests::{
     boot_to_marker, linux_assets, qemu, rpi4_armstub, rpi4_folder, Boot, BOOT_TIMEOUT,
     LINUX_BOOT_TIMEOUT,
 };
-use loader::fdt::{Dtb, Edits};
+use loader::dt::{Dtb, Edits};
 use xtask::armstub::{Machine, NO_HANDSHAKE_MESSAGE};
 use xtask::assets::LinuxAssets;
 use xtask::linux::{El, InitReport, MARKER_DONE};

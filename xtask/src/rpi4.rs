@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{bail, Context as _};
-use loader::fdt::{Dtb, Edits, FdtError};
+use loader::dt::{DtError, Dtb, Edits};
 
 use crate::output_dir;
 use crate::runner::QemuRun;
@@ -430,7 +430,7 @@ fn payload_fit(payload: &PayloadFiles, notes: &mut Vec<String>) -> anyhow::Resul
 pub enum QemuDtbError {
     /// Not a valid DTB, or the edit failed.
     #[error("{0}")]
-    Fdt(#[from] FdtError),
+    Dt(#[from] DtError),
     /// A node to disable is missing: probably not Debian's bcm2711-rpi-4-b.dtb.
     #[error(
         "the DTB has no {0}, which QEMU raspi4b needs disabled: is it Debian's \
@@ -809,7 +809,7 @@ mod tests {
                 b"not a dtb at all, but long enough for a header",
                 Console::Pl011
             ),
-            Err(QemuDtbError::Fdt(FdtError::BadMagic { .. }))
+            Err(QemuDtbError::Dt(DtError::BadMagic { .. }))
         ));
     }
 

@@ -6,7 +6,7 @@ use alloc::borrow::Cow;
 use alloc::string::String;
 use core::ops::Range;
 
-use loader::fdt::{Dtb, Edits, FDT_MAGIC};
+use loader::dt::{Dtb, Edits, FDT_MAGIC};
 use loader::image::ImageHeader;
 use loader::options::El;
 use log::info;

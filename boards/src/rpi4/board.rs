@@ -10,7 +10,7 @@ use core::ops::Range;
 
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0, MPIDR_EL1};
 use el2_stub::Platform as _;
-use loader::fdt::{Dtb, Edits};
+use loader::dt::{Dtb, Edits};
 use loader::options::El;
 use log::info;
 
@@ -94,10 +94,9 @@ impl Board for Rpi4Board {
 
     fn memory(&mut self) -> Result<Memory, BootError> {
         let fw_dtb = Dtb::new(&mut *self.dtb)?;
-        let fdt = fw_dtb.fdt();
-        self.ram = loader::dtfacts::memory_banks(&fdt)?;
-        self.reserved = loader::dtfacts::reserved(&fdt)?;
-        self.cpus = loader::dtfacts::spin_table(&fdt)?;
+        self.ram = fw_dtb.memory()?;
+        self.reserved = fw_dtb.reserved()?;
+        self.cpus = fw_dtb.spin_table()?;
         self.fit = fw_dtb.initrd()?;
         let blob = self.dtb_range.clone();
         info!(

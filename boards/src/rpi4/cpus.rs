@@ -6,8 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use loader::dtfacts::{Console, ConsoleKind};
-use loader::fdt::{FDT_HEADER_SIZE, FDT_MAGIC};
+use loader::dt::{Console, ConsoleKind, FDT_HEADER_SIZE, FDT_MAGIC};
 
 use super::{DEVICES, EARLY_RAM_END};
 use crate::console::ConsoleUart;

@@ -291,7 +291,7 @@ pub fn console_raw(s: &str) {
 /// There is no readable DTB there.
 #[cfg(target_arch = "aarch64")]
 pub unsafe fn firmware_dtb(dtb: u64) -> Result<&'static mut [u8], alloc::string::String> {
-    use loader::fdt::FDT_HEADER_SIZE;
+    use loader::dt::FDT_HEADER_SIZE;
     cpus::check_dtb_addr(dtb)?;
     // SAFETY: inside the early map's first GiB (checked), which is RAM mapped as data.
     let header = unsafe { &*(dtb as *const [u8; FDT_HEADER_SIZE]) };
@@ -312,8 +312,9 @@ pub unsafe fn firmware_dtb(dtb: u64) -> Result<&'static mut [u8], alloc::string:
 pub unsafe fn find_console(dtb: u64) -> Result<ConsoleUart, alloc::string::String> {
     // SAFETY: per the caller's contract.
     let blob = unsafe { firmware_dtb(dtb) }?;
-    let dtb = loader::fdt::Dtb::new(blob).map_err(|e| alloc::format!("DTB: {e}"))?;
-    let c = loader::dtfacts::console(&dtb.fdt()).map_err(|e| alloc::format!("DTB: {e}"))?;
+    let c = loader::dt::Dtb::new(blob)
+        .and_then(|dtb| dtb.console())
+        .map_err(|e| alloc::format!("DTB: {e}"))?;
     cpus::console_uart(&c)
 }
 

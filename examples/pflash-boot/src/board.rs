@@ -9,7 +9,7 @@ use hypstub_boards::error::BootError;
 use hypstub_boards::flow::{Board, EngineConsole, Memory, Part};
 use hypstub_boards::payload::{read_fit, Payload};
 use hypstub_boards::qemu_virt::QemuVirtBoard;
-use loader::fdt::{Edits, FDT_MAGIC};
+use loader::dt::{Edits, FDT_MAGIC};
 use loader::image::ImageHeader;
 use loader::options::El;
 use log::info;
