@@ -18,6 +18,7 @@ use hypstub_tests::{
     qemu_dumped_dtb, rpi4_folder, rpi4_machine, Boot, LINUX_BOOT_TIMEOUT,
 };
 use xtask::linux::{El, InitReport, MARKER_DONE};
+use xtask::memory_map::rpi4::{IMAGE_BASE, RESIDENT, SHARED};
 use xtask::rpi4::{Console, PAYLOAD_FILE};
 
 /// The firmware's own lines every boot with a payload shows.
@@ -101,17 +102,18 @@ fn rpi4_linux_at_el1_pl011() {
         .assert_contains("kvm [1]: HYP mode not available")
         .assert_that(report.kvm == Some(false), "`INITRAMFS: /dev/kvm absent`")
         .assert_that(
-            report.iomem_reserves(0x1000, 0x2000) && report.iomem_reserves(0x2000, 0x2_2000),
+            report.iomem_reserves(SHARED.start, SHARED.end)
+                && report.iomem_reserves(RESIDENT.start, RESIDENT.end),
             &format!(
-                "the stub's shared page 0x1000..0x2000 and its RAM 0x2000..0x22000 (no-map) \
+                "the stub's shared page {SHARED:#x?} and its RAM {RESIDENT:#x?} (no-map) \
                  reserved in /proc/iomem, got {:x?}",
                 report.iomem_reserved
             ),
         )
         .assert_that(
-            report.iomem_reserves(0x8_0000, 0x8_1000),
+            report.iomem_reserves(IMAGE_BASE, IMAGE_BASE + 0x1000),
             &format!(
-                "kernel8.img's code (from 0x80000) reserved in /proc/iomem, got {:x?}",
+                "kernel8.img's code (from {IMAGE_BASE:#x}) reserved in /proc/iomem, got {:x?}",
                 report.iomem_reserved
             ),
         );

@@ -12,7 +12,7 @@ use crate::runner::QemuRun;
 /// The package and binary.
 pub const PACKAGE: &str = "pflash-boot";
 /// QEMU virt's flash banks are 64 MiB each; a pflash drive must be exactly that.
-pub const FLASH_BANK_SIZE: usize = 64 << 20;
+pub const FLASH_BANK_SIZE: usize = crate::memory_map::qemu_virt::FLASH_BANK_SIZE as usize;
 
 /// The raw image xtask writes: `target/hypstub/pflash-boot.bin` (`-bios`).
 pub fn image_path() -> PathBuf {

@@ -140,9 +140,13 @@ pub const EL2_CLIENT_TEXT_OFFSET_ENV: &str = "EL2_CLIENT_TEXT_OFFSET";
 /// el2-client's `text_offset` when the variable is unset (its `build.rs` default).
 pub const EL2_CLIENT_DEFAULT_TEXT_OFFSET: u64 = 0x8_0000;
 
-/// The text_offset that links el2-client at 0x4012_0000, inside the firmware's own EL1
-/// stage RAM (0x4012_0000..0x4020_0000): a relocation over the code doing the planning.
-pub const EL2_CLIENT_OVER_FIRMWARE: u64 = 0x12_0000;
+/// The text_offset that links el2-client at the start of the firmware's own EL1 stage RAM
+/// on QEMU virt (0x4012_0000..0x4020_0000, `EL1_RAM`): a relocation over the code doing the
+/// planning.
+pub const EL2_CLIENT_OVER_FIRMWARE: u64 = {
+    use crate::memory_map::qemu_virt::{EL1_RAM, RAM_START};
+    EL1_RAM.start - RAM_START
+};
 
 /// The raw el2-client image for `text_offset`: `el2-client.bin` for the default,
 /// `el2-client-0x<offset>.bin` otherwise.

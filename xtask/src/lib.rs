@@ -20,12 +20,15 @@
 //! - [`assets`]: the Linux test assets by Debian package name (kernel, busybox), fetched
 //!   through a private APT configuration into a cache checked by SHA-256, and the
 //!   initramfs built from them; [`linux`]: the Linux machine and what its `/init` reports.
+//! - [`memory_map`]: the boards' memory maps, compiled from the firmware's own source files
+//!   (`boards/src/<board>/memory_map.rs`), so xtask restates no address.
 //!
 //! Principles: plain cargo stays the build system (`cargo build -p hypstub-boards --target
 //! aarch64-unknown-none-softfloat` works without xtask; xtask only adds objcopy and QEMU);
 //! every command xtask runs is printed before it runs; nothing here knows a mirror or
 //! download host. This crate runs on the host only and depends on no firmware crate; of
-//! hypstub's own crates it uses only `loader`, the host-testable format library (DTB edits).
+//! hypstub's own crates it uses only `loader`, the host-testable format library (DTB edits),
+//! and compiles the boards' dependency-free memory-map files ([`memory_map`]).
 
 pub mod a64;
 pub mod apt;
@@ -37,6 +40,7 @@ pub mod example;
 pub mod fit;
 pub mod image;
 pub mod linux;
+pub mod memory_map;
 pub mod qemu;
 pub mod rpi4;
 pub mod runner;

@@ -61,10 +61,11 @@ pub const PAYLOAD_FILE: &str = "payload.itb";
 /// An armstub image, when one is given (`armstub=` in config.txt).
 pub const ARMSTUB_FILE: &str = "armstub8-hypstub.bin";
 
-/// Where hypstub's `kernel8.img` is linked, and `kernel_address=` in config.txt: the Pi
-/// firmware loads a 64-bit kernel at 0x200000 by default, QEMU a raw one (no arm64
-/// header) at 0x80000.
-pub const KERNEL_ADDRESS: u64 = 0x8_0000;
+/// Where hypstub's `kernel8.img` is linked (the board's `IMAGE_BASE`,
+/// boards/src/rpi4/memory_map.rs), and `kernel_address=` in config.txt: the Pi firmware
+/// loads a 64-bit kernel at 0x200000 by default, QEMU a raw one (no arm64 header) at
+/// 0x80000.
+pub const KERNEL_ADDRESS: u64 = crate::memory_map::rpi4::IMAGE_BASE;
 
 /// The console speed: what the Pi firmware sets up with `enable_uart=1` and Debian's DTB
 /// asks for in `stdout-path`.

@@ -1,15 +1,16 @@
-//! QEMU `-M virt,virtualization=on`: the memory map, the early translation tables, the
+//! QEMU `-M virt,virtualization=on`: the memory map (`memory_map.rs`, re-exported here; the
+//! linker script takes its numbers from the same file), the early translation tables, the
 //! stub's platform hooks (PSCI through SMC), and where payloads come from (fw_cfg).
 //! Facts: docs/memory-map.md; QEMU hw/arm/virt.c.
 
 #[cfg(target_arch = "aarch64")]
 mod board;
 pub mod fw_cfg;
+mod memory_map;
 
 #[cfg(target_arch = "aarch64")]
 pub use board::QemuVirtBoard;
-
-use core::ops::Range;
+pub use memory_map::*;
 
 use crate::el1::mmu::{Entry, Kind, Table};
 
@@ -19,16 +20,6 @@ pub const NAME: &str = "qemu-virt";
 pub const PL011: usize = 0x0900_0000;
 /// The fw_cfg device (data +0, selector +8, DMA +0x10).
 pub const FW_CFG: usize = 0x0902_0000;
-/// Where RAM starts.
-pub const RAM_START: u64 = 0x4000_0000;
-/// Where QEMU puts the DTB with `-bios`, and the room it leaves for it.
-pub const DTB: Range<u64> = RAM_START..RAM_START + 0x10_0000;
-/// The stub's resident RAM (`RESIDENT` in linker/qemu-virt.ld): reserved from the payload.
-pub const RESIDENT: Range<u64> = 0x4010_0000..0x4012_0000;
-/// The EL1 stage's RAM (`EL1RAM` in linker/qemu-virt.ld): free once the payload runs.
-pub const EL1_RAM: Range<u64> = 0x4012_0000..0x4020_0000;
-/// The end of the firmware's RAM while it runs (the early map covers up to here).
-pub const PAYLOAD_LOWEST: u64 = 0x4020_0000;
 
 /// The lowest 2 MiB-aligned base for an image, as QEMU's own `-kernel` loader chooses it
 /// (hw/arm/boot.c): the base of RAM, or 2 MiB above it when `text_offset` is below 4 KiB
@@ -42,14 +33,8 @@ pub fn lowest_base(header: &loader::image::ImageHeader) -> u64 {
         RAM_START
     }
 }
-/// Flash: two 64 MiB banks at 0 (the image runs from the first).
-const FLASH_END: u64 = 0x0800_0000;
 /// The DTB node of the flash the firmware runs from (QEMU virt's `cfi-flash`).
 pub const FLASH_NODE: &str = "flash@0";
-/// The firmware's code (flash), mapped read-only and executable at EL1.
-pub const FLASH: Range<u64> = 0..FLASH_END;
-/// Devices (GIC, UART, fw_cfg, virtio, PCIe windows below RAM), mapped as Device memory.
-pub const DEVICES: Range<u64> = FLASH_END..RAM_START;
 
 const MIB2: u64 = 2 << 20;
 const GIB: u64 = 1 << 30;
@@ -85,7 +70,7 @@ static L2_LOW: Table = Table({
         let pa = i as u64 * MIB2;
         t[i] = Entry::block(
             pa,
-            if pa < FLASH_END {
+            if pa < FLASH.end {
                 Kind::Code
             } else {
                 Kind::Device
@@ -176,14 +161,6 @@ unsafe extern "C" {
     /// Where the stub sends the boot CPU at EL1 (`entry.S`).
     pub fn qemu_virt_el1_entry();
 }
-
-// The layout the linker script and the early tables assume.
-const _: () = {
-    assert!(DTB.end <= RESIDENT.start);
-    assert!(RESIDENT.end == EL1_RAM.start);
-    assert!(EL1_RAM.end == PAYLOAD_LOWEST);
-    assert!(PAYLOAD_LOWEST.is_multiple_of(MIB2));
-};
 
 #[cfg(test)]
 mod tests {

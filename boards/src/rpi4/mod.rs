@@ -6,42 +6,26 @@
 //! The Pi firmware (or hypstub's armstub) enters `kernel8.img` at 0x8_0000 at EL2 with the
 //! MMU off and x0 = DTB, the secondaries waiting at EL2 on the spin table in page 0. The
 //! firmware puts the payload (`initramfs payload.itb followkernel`) right after the file, so
-//! all of the firmware's RAM lies below it, between page 0 and 0x8_0000.
+//! all of the firmware's RAM lies below it, between page 0 and 0x8_0000 (`memory_map.rs`,
+//! re-exported here; the linker script takes its numbers from the same file).
 
 #[cfg(target_arch = "aarch64")]
 mod board;
 pub mod cpus;
+mod memory_map;
 
 use core::cell::UnsafeCell;
 use core::ops::Range;
 
 #[cfg(target_arch = "aarch64")]
 pub use board::Rpi4Board;
+pub use memory_map::*;
 
 use crate::console::ConsoleUart;
 use crate::el1::mmu::{Entry, Kind, Table};
 
 /// The board's name in the banner.
 pub const NAME: &str = "rpi4";
-/// Page 0: the armstub and its spin table (release words at 0xd8..0xf8). Never written by a
-/// relocation; /memreserve/d for the payload.
-pub const SPIN_PAGE: Range<u64> = 0..0x1000;
-/// The page shared by the EL1 stage, the stub and parked CPUs ([`Shared`]).
-pub const SHARED: Range<u64> = 0x1000..0x2000;
-/// The stub's resident RAM (EL2 stacks, CPU_ON mailboxes); unmapped at EL1.
-pub const RESIDENT: Range<u64> = 0x2000..0x2_2000;
-/// The EL1 stage's RAM (.data, .bss, stack, first heap); free once the payload runs.
-pub const EL1_RAM: Range<u64> = 0x2_2000..IMAGE_BASE;
-/// Where the Pi firmware loads `kernel8.img` (`kernel_address=0x80000` in config.txt).
-pub const IMAGE_BASE: u64 = 0x8_0000;
-/// What the early tables map as the firmware's code: the image may not grow past it
-/// (`linker/rpi4.ld` checks).
-pub const EARLY_CODE: Range<u64> = IMAGE_BASE..MIB2;
-/// The early tables map the first GiB of RAM: the DTB and the payload must be in it.
-pub const EARLY_RAM_END: u64 = GIB;
-/// Peripherals in the BCM2711's low-peripheral mode (the default): the UARTs, the PM block
-/// and the GIC-400, mapped as Device memory.
-pub const DEVICES: Range<u64> = 0xfc00_0000..0x1_0000_0000;
 /// The first PL011 (UART0) and the mini-UART's AUX_MU_IO, where a console is looked for
 /// when the DTB cannot be read.
 pub const FALLBACK_UARTS: [ConsoleUart; 2] = [
@@ -328,12 +312,9 @@ unsafe extern "C" {
     pub fn rpi4_park();
 }
 
-// The layout the linker script and the early tables assume.
+// What the shared page and the assembly assume (the memory map checks itself).
 const _: () = {
-    assert!(SPIN_PAGE.end == SHARED.start);
-    assert!(SHARED.end == RESIDENT.start);
-    assert!(RESIDENT.end == EL1_RAM.start);
-    assert!(core::mem::size_of::<Shared>() <= 4096);
+    assert!(core::mem::size_of::<Shared>() as u64 <= SHARED.end - SHARED.start);
     assert!(el2_stub::cpus::MAX_CPUS <= 8, "one Line per group");
 };
 

@@ -8,14 +8,14 @@ use core::ops::Range;
 use hypstub_boards::error::BootError;
 use hypstub_boards::flow::{Board, EngineConsole, Memory, Part};
 use hypstub_boards::payload::{read_fit, Payload};
-use hypstub_boards::qemu_virt::QemuVirtBoard;
+use hypstub_boards::qemu_virt::{QemuVirtBoard, FLASH, FLASH_BANK_SIZE};
 use loader::dt::{Edits, FDT_MAGIC};
 use loader::image::ImageHeader;
 use loader::options::El;
 use log::info;
 
 /// QEMU virt's second flash bank (`-drive if=pflash,unit=1`), mapped by the early tables.
-const FLASH1: Range<u64> = 0x0400_0000..0x0800_0000;
+const FLASH1: Range<u64> = FLASH_BANK_SIZE..FLASH.end;
 
 /// hypstub's QEMU virt board, with the payload taken from [`FLASH1`].
 pub struct PflashBoard(QemuVirtBoard);

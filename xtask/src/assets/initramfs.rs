@@ -39,13 +39,13 @@ pub const MARKER_DONE: &str = "INITRAMFS MARKER DONE";
 /// The command-line word that turns the stress step on.
 pub const STRESS_OPTION: &str = "initramfs.stress=1";
 
-/// The start of hypstub's resident stub RAM on QEMU virt (docs/memory-map.md): with
-/// `hypstub.el=1` the firmware reserves it in the DTB, and arm64 Linux lists
+/// The start of hypstub's resident stub RAM on QEMU virt (`RESIDENT`, docs/memory-map.md):
+/// with `hypstub.el=1` the firmware reserves it in the DTB, and arm64 Linux lists
 /// memblock-reserved memory as `reserved` in /proc/iomem.
-pub const STUB_RAM_START: u64 = 0x4010_0000;
+pub const STUB_RAM_START: u64 = crate::memory_map::qemu_virt::RESIDENT.start;
 
-/// The last byte of the stub's resident RAM (its end is 0x4012_0000).
-pub const STUB_RAM_LAST: u64 = 0x4011_ffff;
+/// The last byte of the stub's resident RAM.
+pub const STUB_RAM_LAST: u64 = crate::memory_map::qemu_virt::RESIDENT.end - 1;
 
 /// The `/init` script.
 ///
