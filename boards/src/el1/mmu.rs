@@ -52,9 +52,9 @@ const fn attrs(kind: Kind) -> u64 {
 /// another static table, which the linker fills in.
 #[derive(Clone, Copy, Debug)]
 #[repr(transparent)]
-pub struct Entry(*const u8);
+pub struct Descriptor(*const u8);
 
-impl Entry {
+impl Descriptor {
     /// Faults on access.
     pub const INVALID: Self = Self(core::ptr::null());
 
@@ -94,7 +94,7 @@ impl Entry {
 
 /// A translation table: 512 entries, 4 KiB aligned (Arm ARM D8.2.5).
 #[repr(C, align(4096))]
-pub struct Table(pub [Entry; 512]);
+pub struct Table(pub [Descriptor; 512]);
 
 // SAFETY: tables are immutable statics in read-only memory; the entries are addresses and
 // bits, never dereferenced by Rust.
@@ -106,15 +106,15 @@ mod tests {
 
     #[test]
     fn descriptors() {
-        let d = Entry::block(0x4000_0000, Kind::Data).bits();
+        let d = Descriptor::block(0x4000_0000, Kind::Data).bits();
         assert_eq!(d & 0b11, 0b01, "block");
         assert_eq!(d & 0xffff_f000_0000, 0x4000_0000);
         assert_eq!((d >> 2) & 7, 1, "normal memory");
         assert_ne!(d & (1 << 54), 0, "not executable");
-        let c = Entry::block(0, Kind::Code).bits();
+        let c = Descriptor::block(0, Kind::Code).bits();
         assert_eq!(c & (1 << 53), 0, "EL1 may execute code");
         assert_eq!((c >> 6) & 3, 0b10, "code is read-only");
-        let p = Entry::page(0x4012_0000, Kind::Device).bits();
+        let p = Descriptor::page(0x4012_0000, Kind::Device).bits();
         assert_eq!(p & 0b11, 0b11, "page");
         assert_eq!((p >> 2) & 7, 0, "device memory");
     }

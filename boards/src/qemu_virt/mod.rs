@@ -12,7 +12,7 @@ mod memory_map;
 pub use board::QemuVirtBoard;
 pub use memory_map::*;
 
-use crate::el1::mmu::{Entry, Kind, Table};
+use crate::el1::mmu::{Descriptor, Kind, Table};
 
 /// The board's name, as `cargo xtask build --board` spells it.
 pub const NAME: &str = "qemu-virt";
@@ -42,12 +42,12 @@ const GIB: u64 = 1 << 30;
 /// Level 3 for the first 2 MiB of RAM: the DTB and the EL1 stage's RAM as data; the stub's
 /// resident RAM left unmapped, so a stray EL1 access to it faults instead of corrupting it.
 static L3_RAM: Table = Table({
-    let mut t = [Entry::INVALID; 512];
+    let mut t = [Descriptor::INVALID; 512];
     let mut i = 0;
     while i < 512 {
         let pa = RAM_START + i as u64 * 4096;
         if pa < RESIDENT.start || pa >= RESIDENT.end {
-            t[i] = Entry::page(pa, Kind::Data);
+            t[i] = Descriptor::page(pa, Kind::Data);
         }
         i += 1;
     }
@@ -57,18 +57,18 @@ static L3_RAM: Table = Table({
 /// Level 2 for the first GiB of RAM: only its first 2 MiB; the payload's RAM is reached by
 /// DMA and never through the EL1 stage's caches.
 static L2_RAM: Table = Table({
-    let mut t = [Entry::INVALID; 512];
-    t[0] = Entry::table(&L3_RAM);
+    let mut t = [Descriptor::INVALID; 512];
+    t[0] = Descriptor::table(&L3_RAM);
     t
 });
 
 /// Level 2 for 0..1 GiB: flash as code, the rest (GIC, UART, fw_cfg, ...) as device memory.
 static L2_LOW: Table = Table({
-    let mut t = [Entry::INVALID; 512];
+    let mut t = [Descriptor::INVALID; 512];
     let mut i = 0;
     while i < 512 {
         let pa = i as u64 * MIB2;
-        t[i] = Entry::block(
+        t[i] = Descriptor::block(
             pa,
             if pa < FLASH.end {
                 Kind::Code
@@ -84,9 +84,9 @@ static L2_LOW: Table = Table({
 /// The root table (level 1, 4 entries of 1 GiB used), TTBR0_EL1 of the EL1 stage.
 #[unsafe(no_mangle)]
 pub static HYPSTUB_QEMU_VIRT_L1: Table = Table({
-    let mut t = [Entry::INVALID; 512];
-    t[0] = Entry::table(&L2_LOW);
-    t[(RAM_START / GIB) as usize] = Entry::table(&L2_RAM);
+    let mut t = [Descriptor::INVALID; 512];
+    t[0] = Descriptor::table(&L2_LOW);
+    t[(RAM_START / GIB) as usize] = Descriptor::table(&L2_RAM);
     t
 });
 

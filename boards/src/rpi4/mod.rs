@@ -22,7 +22,7 @@ pub use board::Rpi4Board;
 pub use memory_map::*;
 
 use crate::console::ConsoleUart;
-use crate::el1::mmu::{Entry, Kind, Table};
+use crate::el1::mmu::{Descriptor, Kind, Table};
 
 /// The board's name in the banner.
 pub const NAME: &str = "rpi4";
@@ -43,14 +43,14 @@ const GIB: u64 = 1 << 30;
 /// writes the spin table), the stub's RAM unmapped, the EL1 stage's RAM as data, the image
 /// (and whatever follows it up to 2 MiB) as code.
 static L3_LOW: Table = Table({
-    let mut t = [Entry::INVALID; 512];
+    let mut t = [Descriptor::INVALID; 512];
     let mut i = 0;
     while i < 512 {
         let pa = i as u64 * 4096;
         if pa >= EARLY_CODE.start {
-            t[i] = Entry::page(pa, Kind::Code);
+            t[i] = Descriptor::page(pa, Kind::Code);
         } else if pa < RESIDENT.start || pa >= RESIDENT.end {
-            t[i] = Entry::page(pa, Kind::Data);
+            t[i] = Descriptor::page(pa, Kind::Data);
         }
         i += 1;
     }
@@ -60,11 +60,11 @@ static L3_LOW: Table = Table({
 /// Level 2 for the first GiB: the low 2 MiB through [`L3_LOW`], the rest as data (the DTB
 /// and the payload are somewhere in it).
 static L2_LOW: Table = Table({
-    let mut t = [Entry::INVALID; 512];
-    t[0] = Entry::table(&L3_LOW);
+    let mut t = [Descriptor::INVALID; 512];
+    t[0] = Descriptor::table(&L3_LOW);
     let mut i = 1;
     while i < 512 {
-        t[i] = Entry::block(i as u64 * MIB2, Kind::Data);
+        t[i] = Descriptor::block(i as u64 * MIB2, Kind::Data);
         i += 1;
     }
     t
@@ -73,10 +73,10 @@ static L2_LOW: Table = Table({
 /// Level 2 for 3..4 GiB: the peripherals as Device memory; RAM there (4 and 8 GiB boards)
 /// waits for the full map.
 static L2_DEVICES: Table = Table({
-    let mut t = [Entry::INVALID; 512];
+    let mut t = [Descriptor::INVALID; 512];
     let mut i = ((DEVICES.start - 3 * GIB) / MIB2) as usize;
     while i < 512 {
-        t[i] = Entry::block(3 * GIB + i as u64 * MIB2, Kind::Device);
+        t[i] = Descriptor::block(3 * GIB + i as u64 * MIB2, Kind::Device);
         i += 1;
     }
     t
@@ -85,9 +85,9 @@ static L2_DEVICES: Table = Table({
 /// The root table (level 1), TTBR0_EL1 of the EL1 stage's early map.
 #[unsafe(no_mangle)]
 pub static HYPSTUB_RPI4_L1: Table = Table({
-    let mut t = [Entry::INVALID; 512];
-    t[0] = Entry::table(&L2_LOW);
-    t[3] = Entry::table(&L2_DEVICES);
+    let mut t = [Descriptor::INVALID; 512];
+    t[0] = Descriptor::table(&L2_LOW);
+    t[3] = Descriptor::table(&L2_DEVICES);
     t
 });
 
