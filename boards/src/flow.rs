@@ -256,6 +256,12 @@ pub fn prepare<B: Board>(
 
     let size = payload.kernel.len();
     let header = ImageHeader::parse(&payload.header)?;
+    if header.reserved_flags() != 0 {
+        log::warn!(
+            "payload: the Image header sets flag bits {:#x}, which booting.rst reserves (bits 4-63); booting it as the known bits say",
+            header.reserved_flags()
+        );
+    }
     let el = opts.el;
     let mut protected = memory.protected.clone();
     if el == El::One {

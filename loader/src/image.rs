@@ -275,7 +275,17 @@ impl ImageHeader {
     pub fn placement_anywhere(&self) -> bool {
         self.flags & FLAG_PLACEMENT_ANYWHERE != 0
     }
+
+    /// `flags` bits 4..63, which booting.rst reserves: non-zero only for a kernel newer
+    /// than that document (or a header that is not one), which the firmware reports.
+    #[must_use]
+    pub fn reserved_flags(&self) -> u64 {
+        self.flags & FLAGS_RESERVED
+    }
 }
+
+/// `flags` bits 4..63, reserved by booting.rst.
+const FLAGS_RESERVED: u64 = !0xf;
 
 /// Chooses where the image goes: the lowest 2 MiB-aligned base at or above
 /// both `ram.start` and `lowest_base` such that
@@ -672,5 +682,18 @@ mod tests {
         assert!(place(&h, MIB, 0x4000_0000..u64::MAX, &avoid, 0).is_err());
         let old = header(0, 0);
         assert!(place(&old, u64::MAX, RAM, &[], 0).is_err());
+    }
+
+    #[test]
+    fn reserved_flag_bits_are_reported() {
+        let mut h = [0u8; HEADER_SIZE];
+        h[MAGIC_OFFSET..MAGIC_OFFSET + 4].copy_from_slice(&MAGIC.to_le_bytes());
+        h[0x18..0x20].copy_from_slice(&0b1010u64.to_le_bytes());
+        assert_eq!(ImageHeader::parse(&h).unwrap().reserved_flags(), 0);
+        h[0x18..0x20].copy_from_slice(&((1u64 << 4) | (1 << 63) | 0b1010).to_le_bytes());
+        assert_eq!(
+            ImageHeader::parse(&h).unwrap().reserved_flags(),
+            (1 << 4) | (1 << 63)
+        );
     }
 }
