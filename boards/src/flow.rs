@@ -24,14 +24,20 @@
 //!    for parts a device writes itself (fw_cfg DMA);
 //! 8. `run`: HVC_SOFT_RESTART (`handover::enter`), or the error and [`Board::stop`].
 
+/// The types of the [`Board`] hooks' signatures that come from `loader`, so a board can be
+/// written against this module alone.
+pub use loader::dt::Edits;
+pub use loader::image::ImageHeader;
+pub use loader::options::El;
+
 use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use loader::dt::{Dtb, Edits};
-use loader::image::{self, ImageHeader};
-use loader::options::{self, El};
+use loader::dt::Dtb;
+use loader::image;
+use loader::options;
 use log::info;
 use reloc::plan::Layout;
 
