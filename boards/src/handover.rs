@@ -135,6 +135,8 @@ pub fn relocate(
         ready.args,
         if entry.copy == CopyMode::Mmu { "and caches on" } else { "off" }
     );
+    #[cfg(feature = "test-skip-args-clean")]
+    let ready = skip_args_clean(ready);
     // What the engine reads with its MMU off, or copies, must be in memory.
     reloc::plan::clean_for_engine(&ready, &written, &mut CpuCache);
     Ok(Handoff {
@@ -142,6 +144,30 @@ pub fn relocate(
         args: ready.args,
         el: entry.el,
     })
+}
+
+/// The `test-skip-args-clean` mutant: `ready` with the argument block's page taken out of
+/// the ranges cleaned before the HVC (QEMU has no caches, so only `cargo xtask
+/// cachecheck` can tell).
+#[cfg(feature = "test-skip-args-clean")]
+fn skip_args_clean(mut ready: reloc::plan::Ready) -> reloc::plan::Ready {
+    let page = ready.args & !0xfff..(ready.args & !0xfff) + 0x1000;
+    let mut kept = Vec::with_capacity(ready.clean.len() + 1);
+    for r in ready.clean.drain(..) {
+        if r.end <= page.start || r.start >= page.end {
+            kept.push(r);
+            continue;
+        }
+        if r.start < page.start {
+            kept.push(r.start..page.start);
+        }
+        if r.end > page.end {
+            kept.push(page.end..r.end);
+        }
+    }
+    ready.clean = kept;
+    warn!("test-skip-args-clean: the argument block's page is not cleaned");
+    ready
 }
 
 #[cfg(target_arch = "aarch64")]

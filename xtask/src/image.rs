@@ -160,16 +160,20 @@ pub enum Variant {
     /// `test-corrupt-staging`: corrupts the first staged page of the payload after
     /// planning, so the engine must refuse to enter it.
     CorruptStaging,
+    /// `test-skip-args-clean`: leaves the argument block's page out of the clean before
+    /// the HVC; boots normally on QEMU, `cargo xtask cachecheck` must flag it.
+    SkipArgsClean,
 }
 
 impl Variant {
     /// Every variant.
-    pub const ALL: [Variant; 1] = [Variant::CorruptStaging];
+    pub const ALL: [Variant; 2] = [Variant::CorruptStaging, Variant::SkipArgsClean];
 
     /// The name on the command line and in the image's file name.
     pub fn name(self) -> &'static str {
         match self {
             Variant::CorruptStaging => "corrupt-staging",
+            Variant::SkipArgsClean => "skip-args-clean",
         }
     }
 
@@ -177,6 +181,7 @@ impl Variant {
     pub fn feature(self) -> &'static str {
         match self {
             Variant::CorruptStaging => "test-corrupt-staging",
+            Variant::SkipArgsClean => "test-skip-args-clean",
         }
     }
 
@@ -185,6 +190,7 @@ impl Variant {
     pub fn target_dir(self) -> PathBuf {
         let short = match self {
             Variant::CorruptStaging => "corrupt",
+            Variant::SkipArgsClean => "skip-args-clean",
         };
         variants_dir().join(short)
     }
