@@ -163,17 +163,30 @@ pub enum Variant {
     /// `test-skip-args-clean`: leaves the argument block's page out of the clean before
     /// the HVC; boots normally on QEMU, `cargo xtask cachecheck` must flag it.
     SkipArgsClean,
+    /// `test-skip-dest-clean`: the engine does not clean the destinations after its
+    /// MMU-on copy.
+    SkipDestClean,
+    /// `test-skip-el1-invalidate`: the EL1 stage does not invalidate its RAM before its
+    /// MMU goes on (caught with `possibly-cached=on`).
+    SkipEl1Invalidate,
 }
 
 impl Variant {
     /// Every variant.
-    pub const ALL: [Variant; 2] = [Variant::CorruptStaging, Variant::SkipArgsClean];
+    pub const ALL: [Variant; 4] = [
+        Variant::CorruptStaging,
+        Variant::SkipArgsClean,
+        Variant::SkipDestClean,
+        Variant::SkipEl1Invalidate,
+    ];
 
     /// The name on the command line and in the image's file name.
     pub fn name(self) -> &'static str {
         match self {
             Variant::CorruptStaging => "corrupt-staging",
             Variant::SkipArgsClean => "skip-args-clean",
+            Variant::SkipDestClean => "skip-dest-clean",
+            Variant::SkipEl1Invalidate => "skip-el1-invalidate",
         }
     }
 
@@ -182,6 +195,8 @@ impl Variant {
         match self {
             Variant::CorruptStaging => "test-corrupt-staging",
             Variant::SkipArgsClean => "test-skip-args-clean",
+            Variant::SkipDestClean => "test-skip-dest-clean",
+            Variant::SkipEl1Invalidate => "test-skip-el1-invalidate",
         }
     }
 
@@ -191,6 +206,8 @@ impl Variant {
         let short = match self {
             Variant::CorruptStaging => "corrupt",
             Variant::SkipArgsClean => "skip-args-clean",
+            Variant::SkipDestClean => "skip-dest-clean",
+            Variant::SkipEl1Invalidate => "skip-el1-invalidate",
         };
         variants_dir().join(short)
     }
