@@ -324,7 +324,7 @@ pub fn check(
 
 /// The test-only firmware variants booted with the demo, and the modes in which each
 /// must be flagged.
-pub const MUTANTS: [(crate::image::Variant, &[Mode]); 3] = [
+pub const MUTANTS: [(crate::image::Variant, &[Mode]); 5] = [
     // The engine reads the argument block with its MMU off: kind 1.
     (crate::image::Variant::SkipArgsClean, &Mode::ALL),
     // The payload runs from lines still dirty in the cache: kind 1 (or 4).

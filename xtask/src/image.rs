@@ -169,15 +169,22 @@ pub enum Variant {
     /// `test-skip-el1-invalidate`: the EL1 stage does not invalidate its RAM before its
     /// MMU goes on (caught with `possibly-cached=on`).
     SkipEl1Invalidate,
+    /// `test-skip-fw-cfg-desc-clean`: fw_cfg DMA without the clean of its descriptor.
+    SkipFwCfgDescClean,
+    /// `test-skip-fw-cfg-dest-clean`: fw_cfg DMA without the clean and invalidate of its
+    /// destination before the start.
+    SkipFwCfgDestClean,
 }
 
 impl Variant {
     /// Every variant.
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 6] = [
         Variant::CorruptStaging,
         Variant::SkipArgsClean,
         Variant::SkipDestClean,
         Variant::SkipEl1Invalidate,
+        Variant::SkipFwCfgDescClean,
+        Variant::SkipFwCfgDestClean,
     ];
 
     /// The name on the command line and in the image's file name.
@@ -187,6 +194,8 @@ impl Variant {
             Variant::SkipArgsClean => "skip-args-clean",
             Variant::SkipDestClean => "skip-dest-clean",
             Variant::SkipEl1Invalidate => "skip-el1-invalidate",
+            Variant::SkipFwCfgDescClean => "skip-fw-cfg-desc-clean",
+            Variant::SkipFwCfgDestClean => "skip-fw-cfg-dest-clean",
         }
     }
 
@@ -197,6 +206,8 @@ impl Variant {
             Variant::SkipArgsClean => "test-skip-args-clean",
             Variant::SkipDestClean => "test-skip-dest-clean",
             Variant::SkipEl1Invalidate => "test-skip-el1-invalidate",
+            Variant::SkipFwCfgDescClean => "test-skip-fw-cfg-desc-clean",
+            Variant::SkipFwCfgDestClean => "test-skip-fw-cfg-dest-clean",
         }
     }
 
@@ -208,6 +219,8 @@ impl Variant {
             Variant::SkipArgsClean => "skip-args-clean",
             Variant::SkipDestClean => "skip-dest-clean",
             Variant::SkipEl1Invalidate => "skip-el1-invalidate",
+            Variant::SkipFwCfgDescClean => "skip-fw-cfg-desc-clean",
+            Variant::SkipFwCfgDestClean => "skip-fw-cfg-dest-clean",
         };
         variants_dir().join(short)
     }
