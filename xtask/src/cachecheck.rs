@@ -334,6 +334,11 @@ pub const MUTANTS: [(crate::image::Variant, &[Mode]); 5] = [
         crate::image::Variant::SkipEl1Invalidate,
         &[Mode::PossiblyCached],
     ),
+    // QEMU reads a descriptor still dirty in the cache (kind 1), then writes its control
+    // word over the dirty line (kind 3).
+    (crate::image::Variant::SkipFwCfgDescClean, &Mode::ALL),
+    // fw_cfg DMA into a firmware buffer whose lines are dirty: kind 3.
+    (crate::image::Variant::SkipFwCfgDestClean, &Mode::ALL),
 ];
 
 /// What `cargo xtask cachecheck` runs.
