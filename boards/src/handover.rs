@@ -138,12 +138,31 @@ pub fn relocate(
     #[cfg(feature = "test-skip-args-clean")]
     let ready = skip_args_clean(ready);
     // What the engine reads with its MMU off, or copies, must be in memory.
+    #[cfg(not(feature = "test-skip-icache-invalidate"))]
     reloc::plan::clean_for_engine(&ready, &written, &mut CpuCache);
+    #[cfg(feature = "test-skip-icache-invalidate")]
+    reloc::plan::clean_for_engine(&ready, &written, &mut NoIcacheInvalidate);
     Ok(Handoff {
         engine: ready.engine_entry,
         args: ready.args,
         el: entry.el,
     })
+}
+
+/// The `test-skip-icache-invalidate` mutant: the CPU's cache maintenance without the
+/// instruction-cache invalidate after the engine's page was written as data.
+#[cfg(feature = "test-skip-icache-invalidate")]
+struct NoIcacheInvalidate;
+
+#[cfg(feature = "test-skip-icache-invalidate")]
+impl reloc::plan::Cache for NoIcacheInvalidate {
+    fn clean(&mut self, r: Range<u64>) {
+        reloc::plan::Cache::clean(&mut CpuCache, r);
+    }
+
+    fn invalidate_icache(&mut self) {
+        warn!("test-skip-icache-invalidate: the I-cache is not invalidated");
+    }
 }
 
 /// The `test-skip-args-clean` mutant: `ready` with the argument block's page taken out of

@@ -324,7 +324,7 @@ pub fn check(
 
 /// The test-only firmware variants booted with the demo, and the modes in which each
 /// must be flagged.
-pub const MUTANTS: [(crate::image::Variant, &[Mode]); 5] = [
+pub const MUTANTS: [(crate::image::Variant, &[Mode]); 6] = [
     // The engine reads the argument block with its MMU off: kind 1.
     (crate::image::Variant::SkipArgsClean, &Mode::ALL),
     // The payload runs from lines still dirty in the cache: kind 1 (or 4).
@@ -339,6 +339,9 @@ pub const MUTANTS: [(crate::image::Variant, &[Mode]); 5] = [
     (crate::image::Variant::SkipFwCfgDescClean, &Mode::ALL),
     // fw_cfg DMA into a firmware buffer whose lines are dirty: kind 3.
     (crate::image::Variant::SkipFwCfgDestClean, &Mode::ALL),
+    // The engine runs its page, written as data, with its I-cache on: kind 4 (the
+    // Cortex-A72 has CTR_EL0.DIC = 0).
+    (crate::image::Variant::SkipIcacheInvalidate, &Mode::ALL),
 ];
 
 /// What `cargo xtask cachecheck` runs.

@@ -174,17 +174,21 @@ pub enum Variant {
     /// `test-skip-fw-cfg-dest-clean`: fw_cfg DMA without the clean and invalidate of its
     /// destination before the start.
     SkipFwCfgDestClean,
+    /// `test-skip-icache-invalidate`: no I-cache invalidate after the engine's page is
+    /// written, before the HVC.
+    SkipIcacheInvalidate,
 }
 
 impl Variant {
     /// Every variant.
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 7] = [
         Variant::CorruptStaging,
         Variant::SkipArgsClean,
         Variant::SkipDestClean,
         Variant::SkipEl1Invalidate,
         Variant::SkipFwCfgDescClean,
         Variant::SkipFwCfgDestClean,
+        Variant::SkipIcacheInvalidate,
     ];
 
     /// The name on the command line and in the image's file name.
@@ -196,6 +200,7 @@ impl Variant {
             Variant::SkipEl1Invalidate => "skip-el1-invalidate",
             Variant::SkipFwCfgDescClean => "skip-fw-cfg-desc-clean",
             Variant::SkipFwCfgDestClean => "skip-fw-cfg-dest-clean",
+            Variant::SkipIcacheInvalidate => "skip-icache-invalidate",
         }
     }
 
@@ -208,6 +213,7 @@ impl Variant {
             Variant::SkipEl1Invalidate => "test-skip-el1-invalidate",
             Variant::SkipFwCfgDescClean => "test-skip-fw-cfg-desc-clean",
             Variant::SkipFwCfgDestClean => "test-skip-fw-cfg-dest-clean",
+            Variant::SkipIcacheInvalidate => "test-skip-icache-invalidate",
         }
     }
 
@@ -221,6 +227,7 @@ impl Variant {
             Variant::SkipEl1Invalidate => "skip-el1-invalidate",
             Variant::SkipFwCfgDescClean => "skip-fw-cfg-desc-clean",
             Variant::SkipFwCfgDestClean => "skip-fw-cfg-dest-clean",
+            Variant::SkipIcacheInvalidate => "skip-icache-invalidate",
         };
         variants_dir().join(short)
     }
