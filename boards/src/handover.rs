@@ -135,13 +135,58 @@ pub fn relocate(
         ready.args,
         if entry.copy == CopyMode::Mmu { "and caches on" } else { "off" }
     );
+    #[cfg(feature = "test-skip-args-clean")]
+    let ready = skip_args_clean(ready);
     // What the engine reads with its MMU off, or copies, must be in memory.
+    #[cfg(not(feature = "test-skip-icache-invalidate"))]
     reloc::plan::clean_for_engine(&ready, &written, &mut CpuCache);
+    #[cfg(feature = "test-skip-icache-invalidate")]
+    reloc::plan::clean_for_engine(&ready, &written, &mut NoIcacheInvalidate);
     Ok(Handoff {
         engine: ready.engine_entry,
         args: ready.args,
         el: entry.el,
     })
+}
+
+/// The `test-skip-icache-invalidate` mutant: the CPU's cache maintenance without the
+/// instruction-cache invalidate after the engine's page was written as data.
+#[cfg(feature = "test-skip-icache-invalidate")]
+struct NoIcacheInvalidate;
+
+#[cfg(feature = "test-skip-icache-invalidate")]
+impl reloc::plan::Cache for NoIcacheInvalidate {
+    fn clean(&mut self, r: Range<u64>) {
+        reloc::plan::Cache::clean(&mut CpuCache, r);
+    }
+
+    fn invalidate_icache(&mut self) {
+        warn!("test-skip-icache-invalidate: the I-cache is not invalidated");
+    }
+}
+
+/// The `test-skip-args-clean` mutant: `ready` with the argument block's page taken out of
+/// the ranges cleaned before the HVC (QEMU has no caches, so only `cargo xtask
+/// cachecheck` can tell).
+#[cfg(feature = "test-skip-args-clean")]
+fn skip_args_clean(mut ready: reloc::plan::Ready) -> reloc::plan::Ready {
+    let page = ready.args & !0xfff..(ready.args & !0xfff) + 0x1000;
+    let mut kept = Vec::with_capacity(ready.clean.len() + 1);
+    for r in ready.clean.drain(..) {
+        if r.end <= page.start || r.start >= page.end {
+            kept.push(r);
+            continue;
+        }
+        if r.start < page.start {
+            kept.push(r.start..page.start);
+        }
+        if r.end > page.end {
+            kept.push(page.end..r.end);
+        }
+    }
+    ready.clean = kept;
+    warn!("test-skip-args-clean: the argument block's page is not cleaned");
+    ready
 }
 
 #[cfg(target_arch = "aarch64")]

@@ -133,6 +133,9 @@ hypstub_reloc_engine_start:
     tbz     x27, #{FLAG_MMU_BIT}, .Lreloc_next
     // MMU on: clean and invalidate the page to PoC while its lines are hot (clean is what
     // the MMU-off payload needs; invalidating too leaves it no line it did not fetch).
+    // (Left out only by the test-only mutant `test-skip-dest-clean`, for cargo xtask
+    // cachecheck.)
+.if {SKIP_DEST_CLEAN} == 0
 7:  dc      civac, x6
     add     x6, x6, x17
     dc      civac, x6
@@ -143,6 +146,7 @@ hypstub_reloc_engine_start:
     add     x6, x6, x17
     cmp     x6, x5
     b.lo    7b
+.endif
 .Lreloc_next:
     cbz     x2, .Lreloc_bad_list
     ldr     x0, [x2], #8

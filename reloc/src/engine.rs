@@ -37,6 +37,7 @@ core::arch::global_asm!(
     SCTLR_EL2_MMU_OFF = const regs::SCTLR_EL2_MMU_OFF,
     SCTLR_EL1_MMU_OFF = const regs::SCTLR_EL1_MMU_OFF,
     SPSR_EL1H_DAIF = const regs::SPSR_EL1H_DAIF,
+    SKIP_DEST_CLEAN = const cfg!(feature = "test-skip-dest-clean") as u32,
 );
 
 #[cfg(target_arch = "aarch64")]

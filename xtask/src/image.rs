@@ -164,16 +164,47 @@ pub enum Variant {
     /// `test-corrupt-staging`: corrupts the first staged page of the payload after
     /// planning, so the engine must refuse to enter it.
     CorruptStaging,
+    /// `test-skip-args-clean`: leaves the argument block's page out of the clean before
+    /// the HVC; boots normally on QEMU, `cargo xtask cachecheck` must flag it.
+    SkipArgsClean,
+    /// `test-skip-dest-clean`: the engine does not clean the destinations after its
+    /// MMU-on copy.
+    SkipDestClean,
+    /// `test-skip-el1-invalidate`: the EL1 stage does not invalidate its RAM before its
+    /// MMU goes on (caught with `possibly-cached=on`).
+    SkipEl1Invalidate,
+    /// `test-skip-fw-cfg-desc-clean`: fw_cfg DMA without the clean of its descriptor.
+    SkipFwCfgDescClean,
+    /// `test-skip-fw-cfg-dest-clean`: fw_cfg DMA without the clean and invalidate of its
+    /// destination before the start.
+    SkipFwCfgDestClean,
+    /// `test-skip-icache-invalidate`: no I-cache invalidate after the engine's page is
+    /// written, before the HVC.
+    SkipIcacheInvalidate,
 }
 
 impl Variant {
     /// Every variant.
-    pub const ALL: [Variant; 1] = [Variant::CorruptStaging];
+    pub const ALL: [Variant; 7] = [
+        Variant::CorruptStaging,
+        Variant::SkipArgsClean,
+        Variant::SkipDestClean,
+        Variant::SkipEl1Invalidate,
+        Variant::SkipFwCfgDescClean,
+        Variant::SkipFwCfgDestClean,
+        Variant::SkipIcacheInvalidate,
+    ];
 
     /// The name on the command line and in the image's file name.
     pub fn name(self) -> &'static str {
         match self {
             Variant::CorruptStaging => "corrupt-staging",
+            Variant::SkipArgsClean => "skip-args-clean",
+            Variant::SkipDestClean => "skip-dest-clean",
+            Variant::SkipEl1Invalidate => "skip-el1-invalidate",
+            Variant::SkipFwCfgDescClean => "skip-fw-cfg-desc-clean",
+            Variant::SkipFwCfgDestClean => "skip-fw-cfg-dest-clean",
+            Variant::SkipIcacheInvalidate => "skip-icache-invalidate",
         }
     }
 
@@ -181,6 +212,12 @@ impl Variant {
     pub fn feature(self) -> &'static str {
         match self {
             Variant::CorruptStaging => "test-corrupt-staging",
+            Variant::SkipArgsClean => "test-skip-args-clean",
+            Variant::SkipDestClean => "test-skip-dest-clean",
+            Variant::SkipEl1Invalidate => "test-skip-el1-invalidate",
+            Variant::SkipFwCfgDescClean => "test-skip-fw-cfg-desc-clean",
+            Variant::SkipFwCfgDestClean => "test-skip-fw-cfg-dest-clean",
+            Variant::SkipIcacheInvalidate => "test-skip-icache-invalidate",
         }
     }
 
@@ -189,6 +226,12 @@ impl Variant {
     pub fn target_dir(self) -> PathBuf {
         let short = match self {
             Variant::CorruptStaging => "corrupt",
+            Variant::SkipArgsClean => "skip-args-clean",
+            Variant::SkipDestClean => "skip-dest-clean",
+            Variant::SkipEl1Invalidate => "skip-el1-invalidate",
+            Variant::SkipFwCfgDescClean => "skip-fw-cfg-desc-clean",
+            Variant::SkipFwCfgDestClean => "skip-fw-cfg-dest-clean",
+            Variant::SkipIcacheInvalidate => "skip-icache-invalidate",
         };
         variants_dir().join(short)
     }

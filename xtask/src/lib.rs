@@ -13,6 +13,8 @@
 //!   added with rustup when the installed toolchain lacks them.
 //! - [`example`]: `examples/pflash-boot`, the example custom bootloader, its flash image
 //!   and machine.
+//! - [`cachecheck`]: `cargo xtask cachecheck`, boots under the cache-model QEMU plugin
+//!   (`tools/cachecheck`) that fails on a missing cache clean or invalidate.
 //! - [`checks`]: the steps of `cargo xtask test`, the same ones CI runs.
 //! - [`bench`]: `cargo xtask bench`, the relocation figures, with its payloads
 //!   ([`bench::payload`], encoded with [`a64`]) and the console lines it reads, and the
@@ -35,6 +37,7 @@ pub mod apt;
 pub mod armstub;
 pub mod assets;
 pub mod bench;
+pub mod cachecheck;
 pub mod checks;
 pub mod example;
 pub mod fit;

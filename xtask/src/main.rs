@@ -190,6 +190,22 @@ enum Cmd {
         #[arg(long, value_name = "SECS", default_value_t = 300)]
         timeout: u64,
     },
+    /// Boot hypstub on QEMU virt under the cache-model plugin (tools/cachecheck,
+    /// docs/cachecheck.md): the demo, a mutant that must be flagged, and Debian's kernel at
+    /// EL2 and at EL1, each in the default and the possibly-cached=on mode. Fails on any
+    /// violation in hypstub's code.
+    Cachecheck {
+        /// Stop the Linux boots at the kernel's first console line (else they run until
+        /// the initramfs powers off).
+        #[arg(long)]
+        quick: bool,
+        /// Only the demo and the mutant, no Linux.
+        #[arg(long)]
+        no_linux: bool,
+        /// Only the default mode (else possibly-cached=on too).
+        #[arg(long)]
+        default_only: bool,
+    },
     /// Build a test payload (tests/abi-client or tests/el2-client); prints its path as the
     /// last line.
     BuildPayload {
@@ -405,6 +421,28 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
                 bench_boot(&qemu, &built.image, files, boot_runs)?;
             }
             Ok(code)
+        }
+        Cmd::Cachecheck {
+            quick,
+            no_linux,
+            default_only,
+        } => {
+            use xtask::cachecheck::{self, Mode, Plan};
+            let qemu = qemu::ensure()?;
+            let plan = Plan {
+                quick,
+                linux: !no_linux,
+                modes: if default_only {
+                    &[Mode::Default]
+                } else {
+                    &Mode::ALL
+                },
+            };
+            Ok(if cachecheck::run_all(&qemu, plan)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Cmd::Assets { refresh } => {
             let fetch = if refresh {

@@ -12,7 +12,9 @@ hypstub_el1_mmu_on:
     msr     tcr_el1, x9
     msr     ttbr0_el1, x0
     // Lines for this RAM must not predate what was written to it with the MMU off:
-    // invalidate by VA to PoC before caches are on (Arm ARM D7.5.8).
+    // invalidate by VA to PoC before caches are on (Arm ARM D7.5.8). (Left out only by the
+    // test-only mutant `test-skip-el1-invalidate`, for cargo xtask cachecheck.)
+.if {SKIP_EL1_INVALIDATE} == 0
     mrs     x9, ctr_el0
     ubfx    x9, x9, #16, #4
     mov     x10, #4
@@ -23,6 +25,7 @@ hypstub_el1_mmu_on:
     add     x1, x1, x10
     cmp     x1, x2
     b.lo    1b
+.endif
     dsb     sy
     // No stale translations from before (Arm ARM D8.13: TLB maintenance before enabling).
     tlbi    vmalle1

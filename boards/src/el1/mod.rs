@@ -45,6 +45,7 @@ core::arch::global_asm!(
     SCTLR_EL1_MMU_ON = const mmu::SCTLR_EL1_MMU_ON,
     FRAME_SIZE = const core::mem::size_of::<el2_stub::Frame>(),
     HVC_SOFT_RESTART = const el2_stub::abi::HVC_SOFT_RESTART,
+    SKIP_EL1_INVALIDATE = const cfg!(feature = "test-skip-el1-invalidate") as u32,
 );
 
 #[cfg(target_arch = "aarch64")]
