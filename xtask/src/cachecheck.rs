@@ -32,6 +32,19 @@ pub const PLUGIN_MANIFEST: &str = "tools/cachecheck/Cargo.toml";
 /// plan puts it, is added by the plugin itself (its `HVC_SOFT_RESTART` target).
 pub const OURS: &str = "0x0-0x8000000:0x40000000-0x40200000";
 
+/// hypstub's code on the Raspberry Pi 4: page 0 (the armstub and its spin table), the
+/// shared page, the stub's RAM, the EL1 stage and kernel8.img up to the 2 MiB the early
+/// tables map as code.
+pub const OURS_RPI4: &str = "0x0-0x200000";
+
+/// The Pi 4's spin-table release words (0xd8..0xf8), which the waiting CPUs poll with
+/// their MMU off while the boot CPU writes and cleans them one by one: a poll that reads
+/// before the clean is the spin table working, not a missing clean (docs/cachecheck.md).
+pub const RPI4_POLLED: &str = ",polled=0xd8-0xf8";
+
+/// The Pi 4's first RAM bank on QEMU raspi4b, where everything hypstub places goes.
+pub const RPI4_RAM: (u64, u64) = (0, 0x3c00_0000);
+
 /// The first line Linux prints on its console.
 pub const LINUX_FIRST_LINE: &str = "Booting Linux on physical CPU";
 
@@ -144,6 +157,11 @@ pub struct Case {
     pub run: QemuRun,
     /// The physical RAM, for the plugin's `ram=` (VA = PA is assumed only there).
     pub ram: (u64, u64),
+    /// hypstub's code on this machine, for the plugin's `ours=` ([`OURS`] on QEMU virt,
+    /// [`OURS_RPI4`] on the Pi 4).
+    pub ours: &'static str,
+    /// Further plugin options (e.g. `,strict=on`), added in every mode.
+    pub options: &'static str,
     /// Stop (with SIGTERM, so the plugin still prints its summary) once the console
     /// shows this; `None`: run until the guest powers off.
     pub stop_at: Option<String>,
@@ -169,12 +187,25 @@ pub fn virt_ram(mem: &str) -> (u64, u64) {
 /// The built-in demo (no `-kernel`) on `firmware`.
 pub fn demo(name: &str, firmware: &Path, mutant: Option<&'static [Mode]>) -> Case {
     let run = QemuRun::new(firmware).cpu(Cpu::CortexA72);
+    virt_case(name, run, None, "demo payload: entered at EL2", mutant)
+}
+
+/// A QEMU virt boot of `run` that must show `expect` (stopping at it when `stop`).
+pub fn virt_case(
+    name: &str,
+    run: QemuRun,
+    stop: Option<&str>,
+    expect: &str,
+    mutant: Option<&'static [Mode]>,
+) -> Case {
     Case {
         name: name.into(),
         ram: virt_ram(&run.mem),
+        ours: OURS,
+        options: "",
         run,
-        stop_at: None,
-        expect: "demo payload: entered at EL2".into(),
+        stop_at: stop.map(str::to_owned),
+        expect: expect.into(),
         mutant,
     }
 }
@@ -191,14 +222,13 @@ pub fn linux_case(firmware: &Path, assets: &LinuxAssets, el: linux::El, quick: b
     } else {
         (None, linux::MARKER_DONE)
     };
-    Case {
-        name: format!("linux-el{el}"),
-        ram: virt_ram(&run.mem),
+    virt_case(
+        &format!("linux-el{el}"),
         run,
-        stop_at,
-        expect: expect.into(),
-        mutant: None,
-    }
+        stop_at.as_deref(),
+        expect,
+        None,
+    )
 }
 
 /// One run's outcome.
@@ -298,9 +328,11 @@ pub fn check(
     let _ = fs::remove_file(&log);
     let mut spec = OsString::from(plugin);
     spec.push(format!(
-        ",ours={OURS},ram={:#x}-{:#x}{}",
+        ",ours={},ram={:#x}-{:#x}{}{}",
+        case.ours,
         case.ram.0,
         case.ram.1,
+        case.options,
         mode.option()
     ));
     let run = case
@@ -344,6 +376,233 @@ pub const MUTANTS: [(crate::image::Variant, &[Mode]); 6] = [
     (crate::image::Variant::SkipIcacheInvalidate, &Mode::ALL),
 ];
 
+/// The acceptance payloads of `tests/` on QEMU virt: abi-client at EL1 on 4 CPUs (the
+/// stub's CPU_ON redirect, HVC_SOFT_RESTART and HVC_SET_VECTORS from EL1) and el2-client
+/// at EL2.
+///
+/// # Errors
+/// A payload does not build.
+pub fn payload_cases(firmware: &Path) -> anyhow::Result<Vec<Case>> {
+    use crate::image::{self, BuildOptions, Payload};
+    let opts = BuildOptions::default();
+    let abi = image::build_payload(Payload::AbiClient, opts)?;
+    let el2 = image::build_payload(Payload::El2Client, opts)?;
+    let machine = || QemuRun::new(firmware).cpu(Cpu::CortexA72);
+    Ok(vec![
+        virt_case(
+            "abi-client-el1",
+            machine().smp(4).kernel(&abi.image).append("hypstub.el=1"),
+            None,
+            "abi-client: PASS",
+            None,
+        ),
+        virt_case(
+            "el2-client",
+            machine().kernel(&el2.image),
+            None,
+            "el2-client: PASS",
+            None,
+        ),
+    ])
+}
+
+/// Debian's kernel and the test initramfs as one FIT: given as `-kernel` to hypstub's
+/// firmware, and in the second flash bank of the example bootloader (examples/pflash-boot).
+///
+/// # Errors
+/// The FIT cannot be written or the example does not build.
+pub fn linux_fit_cases(
+    firmware: &Path,
+    assets: &LinuxAssets,
+    quick: bool,
+) -> anyhow::Result<Vec<Case>> {
+    let dir = target_dir().join("hypstub/cachecheck");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let read = |p: &Path| fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let fit = crate::fit::write_fit(
+        &read(&assets.kernel)?,
+        Some(&read(&assets.initramfs)?),
+        None,
+        "cachecheck",
+    );
+    let fit_path = dir.join("linux.itb");
+    fs::write(&fit_path, fit).with_context(|| format!("writing {}", fit_path.display()))?;
+    let flash = dir.join("pflash-boot-linux.img");
+    crate::example::write_flash(&assets.kernel, Some(&assets.initramfs), &flash)?;
+    let example = crate::image::build_example(crate::image::BuildOptions::default())?;
+    let (stop, expect) = if quick {
+        (Some(LINUX_FIRST_LINE), LINUX_FIRST_LINE)
+    } else {
+        (None, linux::MARKER_DONE)
+    };
+    let fit_run = QemuRun::new(firmware)
+        .mem(linux::MEM)
+        .smp(2)
+        .cpu(Cpu::CortexA72)
+        .kernel(&fit_path)
+        .append(linux::command_line([]));
+    let example_run = crate::example::machine(&example.image, &flash)
+        .mem(linux::MEM)
+        .smp(2)
+        .cpu(Cpu::CortexA72);
+    Ok(vec![
+        virt_case("linux-fit", fit_run, stop, expect, None),
+        virt_case("example-linux", example_run, stop, expect, None),
+    ])
+}
+
+/// QEMU raspi4b booting the SD-card folder: the demo, Debian's kernel at EL2 and at EL1
+/// (the secondaries taken over from the spin table), and the mutant whose release words
+/// are not cleaned. raspi4b cannot power off for Linux: those boots stop at a marker.
+///
+/// # Errors
+/// A build or the folder fails.
+pub fn rpi4_cases(assets: &LinuxAssets, quick: bool) -> anyhow::Result<Vec<Case>> {
+    use crate::image::{self, Board, BuildOptions, Variant};
+    use crate::rpi4::{self, Console};
+    let opts = BuildOptions::default();
+    let console = Console::MiniUart;
+    let debian_dtb = assets.rpi4_dtb.as_ref().context(
+        "the cached kernel package has no bcm2711-rpi-4-b.dtb (see `cargo xtask assets`)",
+    )?;
+    let dtb = rpi4::write_qemu_dtb(debian_dtb, console)?;
+    let firmware = image::build_firmware(Board::Rpi4, opts)?.image;
+    let mutant = image::build_firmware_variant(Board::Rpi4, Variant::SkipReleaseClean, opts)?.image;
+    let dir = target_dir().join("hypstub/cachecheck/rpi4");
+    let case = |name: &str,
+                kernel8: &Path,
+                linux: bool,
+                el: linux::El,
+                stop: Option<&str>,
+                expect: &str,
+                mutant: Option<&'static [Mode]>|
+     -> anyhow::Result<Case> {
+        let cmdline = rpi4::cmdline(console, [el.option()]);
+        let spec = rpi4::FolderSpec {
+            kernel8: kernel8.to_owned(),
+            payload: linux.then(|| rpi4::PayloadFiles {
+                kernel: assets.kernel.clone(),
+                initrd: Some(assets.initramfs.clone()),
+                dtb: None,
+            }),
+            cmdline: cmdline.clone(),
+            armstub: None,
+        };
+        let folder = rpi4::write_folder(&dir.join(name), &spec)?;
+        let run = rpi4::machine(&folder, &dtb, &rpi4::qemu_append(&cmdline, console));
+        Ok(Case {
+            name: name.into(),
+            run,
+            ram: RPI4_RAM,
+            ours: OURS_RPI4,
+            options: RPI4_POLLED,
+            stop_at: stop.map(str::to_owned),
+            expect: expect.into(),
+            mutant,
+        })
+    };
+    let mut cases = vec![
+        case(
+            "rpi4-demo",
+            &firmware,
+            false,
+            linux::El::El2,
+            None,
+            "demo payload: entered at EL2",
+            None,
+        )?,
+        // hypstub.el=1: the secondaries are taken over from the spin table first.
+        case(
+            "rpi4-demo-el1",
+            &firmware,
+            false,
+            linux::El::El1,
+            None,
+            "demo payload: entered at EL1",
+            None,
+        )?,
+        // The parked secondary reads its release word with the MMU off: kind 1.
+        case(
+            "rpi4-mutant-skip-release-clean",
+            &mutant,
+            false,
+            linux::El::El1,
+            None,
+            "demo payload: entered at EL1",
+            Some(&Mode::ALL),
+        )?,
+    ];
+    cases.push(armstub_chain_case(debian_dtb, &firmware, &dir)?);
+    // Under the plugin the FIT's SHA-256 of Debian's 35 MB payload takes minutes: the
+    // Pi's Linux boots are for the full run only.
+    if !quick {
+        let stop = linux::MARKER_DONE;
+        for (name, el) in [
+            ("rpi4-linux-el2", linux::El::El2),
+            ("rpi4-linux-el1", linux::El::El1),
+        ] {
+            cases.push(case(name, &firmware, true, el, Some(stop), stop, None)?);
+        }
+    }
+    Ok(cases)
+}
+
+/// The whole Pi chain from EL3: hypstub's armstub on all four cores (QEMU raspi4b's ELF
+/// `-kernel`), the firmware's handshake played by `-device loader`, then kernel8.img at
+/// 0x8_0000 with the DTB at 64 MiB and no payload: the demo, at EL2.
+///
+/// # Errors
+/// A build or the DTB fails.
+pub fn armstub_chain_case(debian_dtb: &Path, kernel8: &Path, dir: &Path) -> anyhow::Result<Case> {
+    use crate::image::{self, Board, BuildOptions};
+    use crate::rpi4::{self, Console};
+    use loader::dt::{Dtb, Edits};
+    /// RAM as a 2 GiB Pi 4's firmware describes it (QEMU fills in nothing for an ELF
+    /// `-kernel`).
+    const RAM: [std::ops::Range<u64>; 2] = [0..0x3c00_0000, 0x4000_0000..0x8000_0000];
+    /// What QEMU removes itself from a `-dtb` (hw/arm/raspi4b.c), which this boot has not.
+    const QEMU_REMOVES: [&str; 4] = [
+        "/scb/pcie@7d500000",
+        "/scb/ethernet@7d580000",
+        "/soc/rng@7e104000",
+        "/soc/avs-monitor@7d5d2000/thermal",
+    ];
+    const DTB_AT: u64 = 0x0400_0000;
+    let armstub = image::build_firmware(Board::Rpi4Armstub, BuildOptions::default())?;
+    let bytes =
+        fs::read(debian_dtb).with_context(|| format!("reading {}", debian_dtb.display()))?;
+    let mut buf = rpi4::prepare_qemu_dtb(&bytes, Console::Pl011)?;
+    buf.resize(buf.len() + 16 * 1024, 0);
+    let mut dtb =
+        Dtb::new(&mut buf).map_err(|e| anyhow::anyhow!("{}: {e}", debian_dtb.display()))?;
+    let edits = QEMU_REMOVES.into_iter().fold(
+        Edits::new().memory(&RAM).bootargs("console=ttyAMA0"),
+        Edits::disable,
+    );
+    dtb.apply(&edits)
+        .map_err(|e| anyhow::anyhow!("editing {}: {e}", debian_dtb.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dtb_path = dir.join("armstub-chain.dtb");
+    fs::write(&dtb_path, dtb.as_bytes())
+        .with_context(|| format!("writing {}", dtb_path.display()))?;
+    let mut m = crate::armstub::Machine::new(&armstub.elf);
+    m.files = vec![
+        (kernel8.to_owned(), rpi4::KERNEL_ADDRESS),
+        (dtb_path, DTB_AT),
+    ];
+    m.handshake = Some((DTB_AT as u32, rpi4::KERNEL_ADDRESS as u32));
+    Ok(Case {
+        name: "rpi4-armstub-chain-demo".into(),
+        run: m.run(),
+        ram: RPI4_RAM,
+        ours: OURS_RPI4,
+        options: RPI4_POLLED,
+        stop_at: None,
+        expect: "demo payload: entered at EL2".into(),
+        mutant: None,
+    })
+}
+
 /// What `cargo xtask cachecheck` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
@@ -372,19 +631,31 @@ pub fn run_all(qemu: &Qemu, plan: Plan) -> anyhow::Result<bool> {
     let opts = BuildOptions::default();
     let firmware = image::build_firmware(Board::QemuVirt, opts)?;
     let mut cases = vec![demo("demo", &firmware.image, None)];
+    // `-cpu max` has CTR_EL0.IDC = DIC = 1: strict mode checks the I-cache all the same,
+    // as for a Cortex-A72.
+    let strict = |mut case: Case| {
+        case.name.push_str("-max-strict");
+        case.run = case.run.cpu(Cpu::Max);
+        case.options = ",strict=on";
+        case
+    };
+    cases.push(strict(demo("demo", &firmware.image, None)));
     for (variant, modes) in MUTANTS {
         let built = image::build_firmware_variant(Board::QemuVirt, variant, opts)?;
-        cases.push(demo(
-            &format!("mutant-{variant}"),
-            &built.image,
-            Some(modes),
-        ));
+        let case = demo(&format!("mutant-{variant}"), &built.image, Some(modes));
+        if variant == image::Variant::SkipIcacheInvalidate {
+            cases.push(strict(case.clone()));
+        }
+        cases.push(case);
     }
+    cases.extend(payload_cases(&firmware.image)?);
     if plan.linux {
         let assets = crate::assets::ensure(crate::assets::Fetch::IfMissing)?;
         for el in [linux::El::El2, linux::El::El1] {
             cases.push(linux_case(&firmware.image, &assets, el, plan.quick));
         }
+        cases.extend(linux_fit_cases(&firmware.image, &assets, plan.quick)?);
+        cases.extend(rpi4_cases(&assets, plan.quick)?);
     }
     let log_dir = target_dir().join("hypstub/cachecheck");
     let mut rows = Vec::new();

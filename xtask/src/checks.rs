@@ -98,6 +98,29 @@ pub fn ci_steps() -> Vec<Step> {
                 "abi-client",
             ],
         ),
+        Step::new(
+            "cache model plugin (tools/cachecheck: rustfmt, clippy, tests)",
+            || {
+                let manifest = crate::cachecheck::PLUGIN_MANIFEST;
+                let dir = crate::cachecheck::plugin_target_dir();
+                let plugin = |args: &[&str]| {
+                    let mut cmd = cargo();
+                    cmd.env_remove("CARGO_TARGET_DIR")
+                        .args(args)
+                        .args(["--manifest-path", manifest]);
+                    cmd
+                };
+                run(plugin(&["fmt"]).args(["--", "--check"]), false)?;
+                run(
+                    plugin(&["clippy", "--all-targets"])
+                        .arg("--target-dir")
+                        .arg(&dir)
+                        .args(["--", "-D", "warnings"]),
+                    false,
+                )?;
+                run(plugin(&["test"]).arg("--target-dir").arg(&dir), false)
+            },
+        ),
         Step::new("docs (cargo doc, warnings denied)", || {
             for target in [None, Some(TARGET)] {
                 let mut cmd = cargo();
@@ -185,6 +208,19 @@ pub fn ci_steps() -> Vec<Step> {
             "QEMU integration tests",
             &["test", "-p", "hypstub-tests", "--", "--test-threads=2"],
         ),
+        Step::new("cache model (cargo xtask cachecheck --quick)", || {
+            use crate::cachecheck::{self, Mode, Plan};
+            let qemu = qemu::ensure()?;
+            let plan = Plan {
+                quick: true,
+                linux: true,
+                modes: &Mode::ALL,
+            };
+            if !cachecheck::run_all(&qemu, plan)? {
+                anyhow::bail!("the cache model found a violation in hypstub's code, a mutant went unflagged, or a boot failed (see above)");
+            }
+            Ok(())
+        }),
     ]
 }
 
@@ -324,8 +360,9 @@ mod tests {
         assert_eq!(titles.get(1).map(String::as_str), Some("rustfmt"));
         assert_eq!(
             titles.last().map(String::as_str),
-            Some("QEMU integration tests")
+            Some("cache model (cargo xtask cachecheck --quick)")
         );
+        assert!(titles.iter().any(|t| t == "QEMU integration tests"));
         let qemu = titles.iter().position(|t| t == "QEMU").unwrap();
         let unit = titles.iter().position(|t| t == "host unit tests").unwrap();
         assert!(
@@ -341,10 +378,12 @@ mod tests {
             .iter()
             .position(|t| t == "Linux test assets")
             .unwrap();
+        let integration = titles
+            .iter()
+            .position(|t| t == "QEMU integration tests")
+            .unwrap();
         assert!(
-            [variant, images, linux]
-                .iter()
-                .all(|&i| i < titles.len() - 1),
+            [variant, images, linux].iter().all(|&i| i < integration),
             "every image and asset the QEMU tests boot is ready before them"
         );
     }

@@ -181,11 +181,14 @@ pub enum Variant {
     /// `test-skip-icache-invalidate`: no I-cache invalidate after the engine's page is
     /// written, before the HVC.
     SkipIcacheInvalidate,
+    /// `test-skip-release-clean` (Raspberry Pi 4): the entry written into a secondary's
+    /// spin-table release word is not cleaned before the CPU, MMU off, reads it.
+    SkipReleaseClean,
 }
 
 impl Variant {
     /// Every variant.
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 8] = [
         Variant::CorruptStaging,
         Variant::SkipArgsClean,
         Variant::SkipDestClean,
@@ -193,6 +196,7 @@ impl Variant {
         Variant::SkipFwCfgDescClean,
         Variant::SkipFwCfgDestClean,
         Variant::SkipIcacheInvalidate,
+        Variant::SkipReleaseClean,
     ];
 
     /// The name on the command line and in the image's file name.
@@ -205,6 +209,7 @@ impl Variant {
             Variant::SkipFwCfgDescClean => "skip-fw-cfg-desc-clean",
             Variant::SkipFwCfgDestClean => "skip-fw-cfg-dest-clean",
             Variant::SkipIcacheInvalidate => "skip-icache-invalidate",
+            Variant::SkipReleaseClean => "skip-release-clean",
         }
     }
 
@@ -218,6 +223,7 @@ impl Variant {
             Variant::SkipFwCfgDescClean => "test-skip-fw-cfg-desc-clean",
             Variant::SkipFwCfgDestClean => "test-skip-fw-cfg-dest-clean",
             Variant::SkipIcacheInvalidate => "test-skip-icache-invalidate",
+            Variant::SkipReleaseClean => "test-skip-release-clean",
         }
     }
 
@@ -232,6 +238,7 @@ impl Variant {
             Variant::SkipFwCfgDescClean => "skip-fw-cfg-desc-clean",
             Variant::SkipFwCfgDestClean => "skip-fw-cfg-dest-clean",
             Variant::SkipIcacheInvalidate => "skip-icache-invalidate",
+            Variant::SkipReleaseClean => "skip-release-clean",
         };
         variants_dir().join(short)
     }

@@ -243,6 +243,7 @@ impl Board for Rpi4Board {
             // SAFETY: the release word named by the DTB, checked to be RAM outside hypstub's
             // own, mapped as data; only the parked CPU reads it (MMU off), so clean it to PoC.
             unsafe { (*release as *mut u64).write_volatile(entry) };
+            #[cfg(not(feature = "test-skip-release-clean"))]
             CpuCache.clean(*release..*release + 8);
             waiting.push((i, slot));
         }

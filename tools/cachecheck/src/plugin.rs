@@ -71,6 +71,10 @@ pub struct Options {
     /// `trace-regime=on`: print each change of a vCPU's EL or cacheability (for checking
     /// the plugin itself).
     pub trace_regime: bool,
+    /// `polled=A-B:...`: words other CPUs poll with their MMU off (the Pi's spin-table
+    /// release words): a poll before the writer's clean is flagged only if the line is
+    /// never cleaned.
+    pub polled: Vec<Range<u64>>,
 }
 
 impl Default for Options {
@@ -84,6 +88,7 @@ impl Default for Options {
             soft_restart: true,
             max_outside: 20,
             trace_regime: false,
+            polled: Vec::new(),
         }
     }
 }
@@ -140,6 +145,7 @@ impl Options {
                 "soft-restart" => o.soft_restart = parse_bool(k, v)?,
                 "max-outside" => o.max_outside = parse_num(v)? as usize,
                 "trace-regime" => o.trace_regime = parse_bool(k, v)?,
+                "polled" => o.polled = parse_ranges(v)?,
                 _ => return Err(format!("unknown option `{k}`")),
             }
         }
@@ -617,9 +623,13 @@ impl Register for CacheCheck {
             strict: opts.strict,
             ..Config::default()
         };
+        let mut model = Model::new(config);
+        for r in &opts.polled {
+            model.add_polled(r.start, r.end);
+        }
         let _ = STATE.set(Mutex::new(State {
             opts,
-            model: Model::new(config),
+            model,
             vcpus: Vec::new(),
             ctr_read: false,
             dynamic_ours: Vec::new(),
@@ -633,7 +643,8 @@ impl Register for CacheCheck {
         // the instruction handles the callbacks are registered on.
         qemu_plugin::qemu_plugin_register_vcpu_tb_trans_cb(id, Some(on_tb_trans))?;
         qemu_plugin::qemu_plugin_register_atexit_cb(id, |_| {
-            if let Some(s) = state() {
+            if let Some(mut s) = state() {
+                s.model.finish();
                 let _ = qemu_plugin::qemu_plugin_outs(s.report());
             }
         })?;
