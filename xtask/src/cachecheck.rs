@@ -451,13 +451,13 @@ pub fn linux_fit_cases(
     ])
 }
 
-/// QEMU raspi4b booting the SD-card folder: the demo, Debian's kernel at EL2 and at EL1
-/// (the secondaries taken over from the spin table), and the mutant whose release words
-/// are not cleaned. raspi4b cannot power off for Linux: those boots stop at a marker.
+/// QEMU raspi4b booting the SD-card folder: the demo at EL2 and at EL1 (the secondaries
+/// taken over from the spin table), the armstub chain, and the mutant whose release words
+/// are not cleaned.
 ///
 /// # Errors
 /// A build or the folder fails.
-pub fn rpi4_cases(assets: &LinuxAssets, quick: bool) -> anyhow::Result<Vec<Case>> {
+pub fn rpi4_cases(assets: &LinuxAssets) -> anyhow::Result<Vec<Case>> {
     use crate::image::{self, Board, BuildOptions, Variant};
     use crate::rpi4::{self, Console};
     let opts = BuildOptions::default();
@@ -533,17 +533,9 @@ pub fn rpi4_cases(assets: &LinuxAssets, quick: bool) -> anyhow::Result<Vec<Case>
         )?,
     ];
     cases.push(armstub_chain_case(debian_dtb, &firmware, &dir)?);
-    // Under the plugin the FIT's SHA-256 of Debian's 35 MB payload takes minutes: the
-    // Pi's Linux boots are for the full run only.
-    if !quick {
-        let stop = linux::MARKER_DONE;
-        for (name, el) in [
-            ("rpi4-linux-el2", linux::El::El2),
-            ("rpi4-linux-el1", linux::El::El1),
-        ] {
-            cases.push(case(name, &firmware, true, el, Some(stop), stop, None)?);
-        }
-    }
+    // Debian's kernel through the folder is not booted under the plugin: the FIT's SHA-256
+    // over 35 MB did not finish in ten minutes under the memory callbacks
+    // (docs/cachecheck.md). The folder's own paths are the demo's above.
     Ok(cases)
 }
 
@@ -655,7 +647,7 @@ pub fn run_all(qemu: &Qemu, plan: Plan) -> anyhow::Result<bool> {
             cases.push(linux_case(&firmware.image, &assets, el, plan.quick));
         }
         cases.extend(linux_fit_cases(&firmware.image, &assets, plan.quick)?);
-        cases.extend(rpi4_cases(&assets, plan.quick)?);
+        cases.extend(rpi4_cases(&assets)?);
     }
     let log_dir = target_dir().join("hypstub/cachecheck");
     let mut rows = Vec::new();
