@@ -669,7 +669,7 @@ fn reserve_no_map_creates_reserved_memory_and_adds_to_it() {
 
 // Trees shaped like the Raspberry Pi 4's.
 
-/// Pi 4 spin-table release addresses (REFERENCE.md section 5).
+/// Pi 4 spin-table release addresses (docs/rpi4.md).
 const RELEASE: [u64; 4] = [0xd8, 0xe0, 0xe8, 0xf0];
 
 fn prop<T: dtoolkit::ToPropertyValue>(name: &str, value: T) -> DeviceTreeProperty {
