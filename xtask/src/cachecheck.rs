@@ -471,7 +471,7 @@ pub fn rpi4_cases(assets: &LinuxAssets) -> anyhow::Result<Vec<Case>> {
     let dir = target_dir().join("hypstub/cachecheck/rpi4");
     let case = |name: &str,
                 kernel8: &Path,
-                linux: bool,
+                payload: Option<&Path>,
                 el: linux::El,
                 stop: Option<&str>,
                 expect: &str,
@@ -480,9 +480,9 @@ pub fn rpi4_cases(assets: &LinuxAssets) -> anyhow::Result<Vec<Case>> {
         let cmdline = rpi4::cmdline(console, [el.option()]);
         let spec = rpi4::FolderSpec {
             kernel8: kernel8.to_owned(),
-            payload: linux.then(|| rpi4::PayloadFiles {
-                kernel: assets.kernel.clone(),
-                initrd: Some(assets.initramfs.clone()),
+            payload: payload.map(|kernel| rpi4::PayloadFiles {
+                kernel: kernel.to_owned(),
+                initrd: None,
                 dtb: None,
             }),
             cmdline: cmdline.clone(),
@@ -501,11 +501,15 @@ pub fn rpi4_cases(assets: &LinuxAssets) -> anyhow::Result<Vec<Case>> {
             mutant,
         })
     };
+    let tiny = dir.join("rpi4-power-off.bin");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::write(&tiny, rpi4_power_off_image())
+        .with_context(|| format!("writing {}", tiny.display()))?;
     let mut cases = vec![
         case(
             "rpi4-demo",
             &firmware,
-            false,
+            None,
             linux::El::El2,
             None,
             "demo payload: entered at EL2",
@@ -515,17 +519,27 @@ pub fn rpi4_cases(assets: &LinuxAssets) -> anyhow::Result<Vec<Case>> {
         case(
             "rpi4-demo-el1",
             &firmware,
-            false,
+            None,
             linux::El::El1,
             None,
             "demo payload: entered at EL1",
+            None,
+        )?,
+        // The Pi's FIT path: read where the firmware put it, every hash checked, staged.
+        case(
+            "rpi4-fit",
+            &firmware,
+            Some(&tiny),
+            linux::El::El2,
+            None,
+            "reloc: digests of every destination range match",
             None,
         )?,
         // The parked secondary reads its release word with the MMU off: kind 1.
         case(
             "rpi4-mutant-skip-release-clean",
             &mutant,
-            false,
+            None,
             linux::El::El1,
             None,
             "demo payload: entered at EL1",
@@ -537,6 +551,32 @@ pub fn rpi4_cases(assets: &LinuxAssets) -> anyhow::Result<Vec<Case>> {
     // over 35 MB did not finish in ten minutes under the memory callbacks
     // (docs/cachecheck.md). The folder's own paths are the demo's above.
     Ok(cases)
+}
+
+/// A tiny arm64 Image for the Pi 4 that powers the board off as hypstub's demo does
+/// (BCM2711 PM block: PM_RSTS = halt, PM_WDOG = 10 ticks, PM_RSTC = reset; QEMU raspi4b
+/// exits): the payload of a FIT small enough to hash under the plugin, so the Pi's FIT path
+/// (read in place, SHA-256, staged, relocated, digests) runs under the model.
+pub fn rpi4_power_off_image() -> Vec<u8> {
+    use crate::a64::{self, Reg, Shift};
+    let (x0, x1) = (Reg::new(0), Reg::new(1));
+    const PASSWORD: u32 = 0x5a00_0000;
+    let mut code = vec![a64::movz_w(x1, 0xfe10, Shift::L16)];
+    for (offset, value) in [
+        (0x20, PASSWORD | 0x555),
+        (0x24, PASSWORD | 10),
+        (0x1c, PASSWORD | 0x20),
+    ] {
+        code.extend(a64::mov_w32(x0, value));
+        code.push(a64::str_w(x0, x1, offset));
+    }
+    code.push(a64::b(0));
+    let size = (crate::bench::payload::HEADER_LEN + 4 * code.len()) as u64;
+    let mut image = crate::bench::payload::header(size).to_vec();
+    for word in code {
+        image.extend(word.to_le_bytes());
+    }
+    image
 }
 
 /// The whole Pi chain from EL3: hypstub's armstub on all four cores (QEMU raspi4b's ELF
@@ -763,5 +803,15 @@ mod tests {
     fn ram() {
         assert_eq!(virt_ram("1G"), (0x4000_0000, 0x8000_0000));
         assert_eq!(virt_ram("512M"), (0x4000_0000, 0x6000_0000));
+    }
+
+    #[test]
+    fn the_pi_power_off_image_is_an_arm64_image() {
+        let image = rpi4_power_off_image();
+        let header = loader::image::ImageHeader::parse(&image).unwrap();
+        assert_eq!(header.image_size, image.len() as u64);
+        assert!(crate::rpi4::is_arm64_image(&image));
+        // movz w1, #0xfe10, lsl #16 right after the header.
+        assert_eq!(image[0x40..0x44], 0x52bfc201u32.to_le_bytes());
     }
 }
