@@ -227,18 +227,13 @@ impl Variant {
         }
     }
 
-    /// Its own cargo target directory, `<target>/variants/<short name>`, so that building
-    /// it never replaces the normal firmware ELF (cargo names both `qemu-virt`).
+    /// Its own cargo target directory, `<target>/variants/<name>` (`corrupt` for
+    /// corrupt-staging), so that building it never replaces the normal firmware ELF (cargo
+    /// names both `qemu-virt`).
     pub fn target_dir(self) -> PathBuf {
         let short = match self {
             Variant::CorruptStaging => "corrupt",
-            Variant::SkipArgsClean => "skip-args-clean",
-            Variant::SkipDestClean => "skip-dest-clean",
-            Variant::SkipEl1Invalidate => "skip-el1-invalidate",
-            Variant::SkipFwCfgDescClean => "skip-fw-cfg-desc-clean",
-            Variant::SkipFwCfgDestClean => "skip-fw-cfg-dest-clean",
-            Variant::SkipIcacheInvalidate => "skip-icache-invalidate",
-            Variant::SkipReleaseClean => "skip-release-clean",
+            v => v.name(),
         };
         variants_dir().join(short)
     }
@@ -566,6 +561,9 @@ mod tests {
         assert!(corrupt.target_dir().ends_with("variants/corrupt"));
         assert_ne!(corrupt.target_dir(), target_dir());
         assert_eq!("corrupt-staging".parse(), Ok(corrupt));
+        assert!(Variant::SkipArgsClean
+            .target_dir()
+            .ends_with("variants/skip-args-clean"));
         assert_eq!("test-corrupt-staging".parse(), Ok(corrupt));
         assert!("x"
             .parse::<Variant>()
