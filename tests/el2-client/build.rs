@@ -2,7 +2,7 @@
 //!
 //! - `blob.bin`: 4 MiB of pseudo-random bytes (xorshift64, fixed seed), which makes the image
 //!   "several MiB" like a real kernel, and `layout.rs` with its CRC32C (computed here with
-//!   the same `src/crc32c.rs` the client runs);
+//!   the same `crc32c.rs` of client-support the client runs);
 //! - the link address: `EL2_CLIENT_TEXT_OFFSET` (hex with `0x`, or decimal; 0x80000 when
 //!   unset or empty) becomes the Image header's `text_offset` (`layout.rs`) and the link
 //!   address 0x4000_0000 + offset (`el2-client-layout.ld`, included by `link.ld`).
@@ -14,7 +14,7 @@ use std::env;
 use std::fs;
 use std::path::Path;
 
-#[path = "src/crc32c.rs"]
+#[path = "../client-support/src/crc32c.rs"]
 #[allow(dead_code)]
 mod crc32c;
 
@@ -34,7 +34,7 @@ const BLOB_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
 fn main() {
     println!("cargo:rerun-if-changed=link.ld");
-    println!("cargo:rerun-if-changed=src/crc32c.rs");
+    println!("cargo:rerun-if-changed=../client-support/src/crc32c.rs");
     println!("cargo:rerun-if-env-changed=EL2_CLIENT_TEXT_OFFSET");
 
     let out = env::var("OUT_DIR").expect("cargo sets OUT_DIR");

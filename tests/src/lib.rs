@@ -114,6 +114,15 @@ pub fn abi_client() -> &'static Path {
     })
 }
 
+/// The soak-client payload image (`-kernel`), linked at 0x4020_0000, its image digest
+/// embedded.
+pub fn soak_client() -> &'static Path {
+    static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    built(&IMAGE, "soak-client payload", |opts| {
+        image::build_payload(Payload::SoakClient, opts)
+    })
+}
+
 /// The el2-client payload image (`-kernel`), linked at 0x4008_0000 (text_offset 0x80000).
 pub fn el2_client() -> &'static Path {
     static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();

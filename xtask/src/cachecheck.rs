@@ -377,8 +377,9 @@ pub const MUTANTS: [(crate::image::Variant, &[Mode]); 6] = [
 ];
 
 /// The acceptance payloads of `tests/` on QEMU virt: abi-client at EL1 on 4 CPUs (the
-/// stub's CPU_ON redirect, HVC_SOFT_RESTART and HVC_SET_VECTORS from EL1) and el2-client
-/// at EL2.
+/// stub's CPU_ON redirect, HVC_SOFT_RESTART and HVC_SET_VECTORS from EL1), el2-client
+/// at EL2, and a short soak (soak-client at EL1 on 4 CPUs: [`SOAK_CYCLES`]
+/// HVC_SOFT_RESTARTs into itself with CPU_ON/OFF of the secondaries in between).
 ///
 /// # Errors
 /// A payload does not build.
@@ -387,6 +388,7 @@ pub fn payload_cases(firmware: &Path) -> anyhow::Result<Vec<Case>> {
     let opts = BuildOptions::default();
     let abi = image::build_payload(Payload::AbiClient, opts)?;
     let el2 = image::build_payload(Payload::El2Client, opts)?;
+    let soak = image::build_payload(Payload::SoakClient, opts)?;
     let machine = || QemuRun::new(firmware).cpu(Cpu::CortexA72);
     Ok(vec![
         virt_case(
@@ -403,8 +405,21 @@ pub fn payload_cases(firmware: &Path) -> anyhow::Result<Vec<Case>> {
             "el2-client: PASS",
             None,
         ),
+        virt_case(
+            "soak-client-el1",
+            machine()
+                .smp(4)
+                .kernel(&soak.image)
+                .append(format!("hypstub.el=1 soak.cycles={SOAK_CYCLES}")),
+            None,
+            &format!("soak-client: PASS {SOAK_CYCLES} cycles, 0 failures"),
+            None,
+        ),
     ])
 }
+
+/// Restarts of the soak under the plugin (tests/soak.rs runs 1000 without it).
+pub const SOAK_CYCLES: u64 = 100;
 
 /// Debian's kernel and the test initramfs as one FIT: given as `-kernel` to hypstub's
 /// firmware, and in the second flash bank of the example bootloader (examples/pflash-boot).

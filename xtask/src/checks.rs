@@ -79,6 +79,8 @@ pub fn ci_steps() -> Vec<Step> {
                 "-p",
                 "el2-client",
                 "-p",
+                "soak-client",
+                "-p",
                 "pflash-boot",
                 "--target",
                 TARGET,
@@ -192,6 +194,7 @@ pub fn ci_steps() -> Vec<Step> {
             for built in [
                 image::build_payload(Payload::AbiClient, opts)?,
                 image::build_payload(Payload::El2Client, opts)?,
+                image::build_payload(Payload::SoakClient, opts)?,
                 image::build_el2_client(image::EL2_CLIENT_OVER_FIRMWARE, opts)?,
             ] {
                 println!("{}: {}", built.image.display(), built.size_text());

@@ -85,7 +85,8 @@ impl FromStr for Board {
     }
 }
 
-/// A test payload: `tests/abi-client/` (abi-client) or `tests/el2-client/`.
+/// A test payload: `tests/abi-client/` (abi-client), `tests/el2-client/` or
+/// `tests/soak-client/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Payload {
     /// The EL1 client that exercises the hyp-stub ABI and SMCCC/PSCI.
@@ -93,17 +94,21 @@ pub enum Payload {
     /// The EL2 client that checks the booting.rst contract, built with its default
     /// `text_offset` (see [`build_el2_client`] for others).
     El2Client,
+    /// The EL1 client that soaks the stub with HVC_SOFT_RESTART into itself and CPU_ON/OFF;
+    /// its raw image gets the digest it checks itself against ([`embed_image_digest`]).
+    SoakClient,
 }
 
 impl Payload {
     /// Every payload.
-    pub const ALL: [Payload; 2] = [Payload::AbiClient, Payload::El2Client];
+    pub const ALL: [Payload; 3] = [Payload::AbiClient, Payload::El2Client, Payload::SoakClient];
 
     /// Its package and binary name.
     pub fn name(self) -> &'static str {
         match self {
             Payload::AbiClient => "abi-client",
             Payload::El2Client => "el2-client",
+            Payload::SoakClient => "soak-client",
         }
     }
 
@@ -362,7 +367,30 @@ pub fn build_payload(payload: Payload, opts: BuildOptions) -> anyhow::Result<Bui
             finish(elf, payload.image_path(), opts)
         }
         Payload::El2Client => build_el2_client(EL2_CLIENT_DEFAULT_TEXT_OFFSET, opts),
+        Payload::SoakClient => {
+            let elf = cargo_build(&CargoBuild::new(payload.name(), payload.name()), opts)?;
+            let built = finish(elf, payload.image_path(), opts)?;
+            let crc = embed_image_digest(&built.image)?;
+            if !opts.quiet {
+                println!("soak-client: image digest {crc:#010x} embedded");
+            }
+            Ok(built)
+        }
     }
+}
+
+/// Embeds the CRC32C of soak-client's raw image in its last 8 bytes (the digest record its
+/// `link.ld` puts there; `client_support::image_digest`), which the client checks itself
+/// against at every entry. Returns the digest.
+///
+/// # Errors
+/// The image cannot be read or written, or does not end with the record.
+pub fn embed_image_digest(image: &Path) -> anyhow::Result<u32> {
+    let mut bytes = fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+    let crc = client_support::image_digest::embed(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?;
+    fs::write(image, &bytes).with_context(|| format!("writing {}", image.display()))?;
+    Ok(crc)
 }
 
 /// Builds el2-client with `text_offset` (a multiple of 4 KiB; its `build.rs` checks the
@@ -545,7 +573,7 @@ mod tests {
         assert!("x"
             .parse::<Payload>()
             .unwrap_err()
-            .contains("abi-client, el2-client"));
+            .contains("abi-client, el2-client, soak-client"));
     }
 
     #[test]

@@ -206,10 +206,10 @@ enum Cmd {
         #[arg(long)]
         default_only: bool,
     },
-    /// Build a test payload (tests/abi-client or tests/el2-client); prints its path as the
-    /// last line.
+    /// Build a test payload (tests/abi-client, tests/el2-client or tests/soak-client);
+    /// prints its path as the last line.
     BuildPayload {
-        /// The payload (known: abi-client, el2-client).
+        /// The payload (known: abi-client, el2-client, soak-client).
         payload: Payload,
         /// el2-client only: its text_offset and link address (0x4000_0000 + offset), in
         /// hex; e.g. 0x120000 links it over the firmware's own EL1 stage. Written to

@@ -1,52 +1,15 @@
 //! Memory shared between Rust and code that is not Rust: the EL2 routines in `entry.S`
 //! (which run at EL2, outside the compiler's view) and the secondary CPUs.
 //!
-//! Every access is one aligned 64-bit volatile load or store. With the MMU off these are
-//! Device-nGnRnE accesses, which are single-copy atomic and bypass the caches, so no cache
-//! maintenance or atomics are needed (and exclusives would not work on Device memory).
-//! The layouts are word indices; `entry.S` gets them as byte offsets from `start.rs`.
+//! Every access is one aligned 64-bit volatile load or store through
+//! [`SharedWords`] (client-support): with the MMU off no cache maintenance or atomics are
+//! needed. The layouts are word indices; `entry.S` gets them as byte offsets from
+//! `start.rs`.
 
-use core::cell::UnsafeCell;
+pub use client_support::shared::SharedWords;
 
 /// The most CPUs the client drives with PSCI CPU_ON (QEMU virt with `-smp` up to 8).
 pub const MAX_CPUS: usize = 8;
-
-/// `N` 64-bit words written by one side and read by the other.
-#[repr(C, align(16))]
-pub struct SharedWords<const N: usize>(UnsafeCell<[u64; N]>);
-
-// SAFETY: the only accesses are the volatile single-word loads and stores below, which
-// cannot tear (aligned 64-bit accesses are single-copy atomic: Arm ARM, "Single-copy
-// atomicity"); who writes which word when is the protocol documented next to each static.
-unsafe impl<const N: usize> Sync for SharedWords<N> {}
-
-impl<const N: usize> SharedWords<N> {
-    /// All words zero (so the static lives in .bss, which `entry.S` zeroes).
-    pub const fn new() -> Self {
-        Self(UnsafeCell::new([0; N]))
-    }
-
-    /// Address of word 0, for code that is not Rust.
-    pub fn as_ptr(&self) -> *mut u64 {
-        self.0.get().cast()
-    }
-
-    /// Reads word `index`.
-    pub fn read(&self, index: usize) -> u64 {
-        assert!(index < N, "shared word {index} out of range");
-        // SAFETY: `index < N`, so the pointer is inside the array, aligned for u64 and valid
-        // for reads; other writers only ever store whole words.
-        unsafe { self.as_ptr().add(index).read_volatile() }
-    }
-
-    /// Writes word `index`.
-    pub fn write(&self, index: usize, value: u64) {
-        assert!(index < N, "shared word {index} out of range");
-        // SAFETY: as in `read`; no Rust reference to the contents ever exists, so the store
-        // aliases nothing.
-        unsafe { self.as_ptr().add(index).write_volatile(value) }
-    }
-}
 
 /// Word indices of [`EL2_RECORD`].
 pub mod rec {

@@ -1,6 +1,8 @@
-//! Code shared by the bare-metal test clients `abi-client` (tests/abi-client) and `el2-client`
-//! (tests/el2-client): the PL011 console ([`console`], [`say!`]), the device-tree walk
-//! ([`fdt`], host-tested), physical address ranges ([`region`]), and the [`checks::Checker`]
+//! Code shared by the bare-metal test clients `abi-client`, `el2-client` and `soak-client`
+//! (tests/*-client): the PL011 console ([`console`], [`say!`]), the device-tree walk
+//! ([`fdt`], host-tested), physical address ranges ([`region`]), CRC32C ([`crc32c`], also
+//! used by xtask), soak-client's embedded image digest ([`image_digest`]), words shared
+//! with assembly and other CPUs ([`shared::SharedWords`]), and the [`checks::Checker`]
 //! that prints and counts check results under the client's name.
 //!
 //! It builds for `aarch64-unknown-none-softfloat` (the clients) and for the host (where
@@ -11,5 +13,8 @@
 
 pub mod checks;
 pub mod console;
+pub mod crc32c;
 pub mod fdt;
+pub mod image_digest;
 pub mod region;
+pub mod shared;

@@ -8,11 +8,11 @@
 use core::hint::black_box;
 
 use crate::cmdline;
-use crate::crc32c;
 use crate::image::{BLOB, BLOB_CRC32C, LINK_BASE, RAM_BASE, TEXT_OFFSET};
 use crate::regs;
 use crate::start::{self, IMAGE_FLAGS, IMAGE_MAGIC};
 use client_support::console::text;
+use client_support::crc32c;
 use client_support::fdt::{Fdt, FDT_MAGIC, MAX_SIZE};
 use client_support::region::Region;
 use client_support::say;

@@ -11,7 +11,7 @@ pub static BLOB: [u8; BLOB_SIZE] = *include_bytes!(concat!(env!("OUT_DIR"), "/bl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crc32c;
+    use client_support::crc32c;
 
     #[test]
     fn generated_layout_is_consistent() {

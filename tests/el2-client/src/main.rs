@@ -15,9 +15,9 @@
 //!
 //! Map: `entry.S` (Image header, entry state capture, load-address check, vectors) and
 //! `start.rs` (its constants, the exception and panic handlers); `checks.rs` (the checks);
-//! `cmdline.rs`, `crc32c.rs` (input parsing and arithmetic, host-tested; `build.rs` shares
-//! `crc32c.rs`); `image.rs` (what build.rs generated); `regs.rs`. The console, the
-//! device-tree walk and address ranges (host-tested) and the check counter come from the
+//! `cmdline.rs` (input parsing, host-tested); `image.rs` (what build.rs generated); `regs.rs`. The console, the
+//! device-tree walk and address ranges, the CRC32C (host-tested; `build.rs` includes its file)
+//! and the check counter come from the
 //! `client-support` crate (tests/client-support), shared with abi-client.
 //!
 //! On the host this is only a stub `main`, so that `cargo clippy --workspace` builds.
@@ -28,8 +28,6 @@
 mod checks;
 #[cfg(any(target_os = "none", test))]
 mod cmdline;
-#[cfg(any(target_os = "none", test))]
-mod crc32c;
 #[cfg(any(target_os = "none", test))]
 mod image;
 #[cfg(target_os = "none")]

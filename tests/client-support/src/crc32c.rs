@@ -1,9 +1,10 @@
 //! CRC32C (Castagnoli; RFC 3720 appendix B.4): polynomial 0x1EDC6F41, reflected, initial
 //! value and final XOR 0xFFFF_FFFF, so `crc32c(b"123456789") == 0xE306_9283`.
 //!
-//! One table-driven implementation serves `build.rs` (which includes this file to compute
-//! the expected CRC of the image's block), the host tests, and the client when the CPU lacks
-//! the CRC32 instructions. The client's fast path uses those instructions (FEAT_CRC32,
+//! One table-driven implementation serves el2-client's `build.rs` (which includes this file
+//! to compute the expected CRC of the image's block), xtask (which embeds soak-client's
+//! image digest), the host tests, and the clients when the CPU lacks the CRC32
+//! instructions. el2-client's fast path uses those instructions (FEAT_CRC32,
 //! `crc32cb`/`crc32cx`): they compute the same function, one byte or one little-endian
 //! doubleword at a time.
 //!
@@ -62,6 +63,11 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
 /// Feeds `bytes` into the running state `state` with the CRC32C instructions: single bytes up
 /// to the first 8-byte boundary, then aligned doublewords (the client runs with the MMU off,
 /// where memory is Device memory and unaligned loads fault), then the remaining bytes.
+///
+/// # Safety
+///
+/// The CPU must implement FEAT_CRC32 (ID_AA64ISAR0_EL1.CRC32 != 0): the function is
+/// compiled with the `crc` target feature.
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 #[target_feature(enable = "crc")]
 pub fn update_hw(mut state: u32, bytes: &[u8]) -> u32 {
