@@ -42,7 +42,7 @@ const SCTLR_M_C_I: u64 = (1 << 0) | (1 << 2) | (1 << 12);
 /// hyp-abi.rst: an EL2 vector table is 2 KiB aligned.
 const VBAR_ALIGN: u64 = 0x800;
 /// How long a secondary gets to report in, and then to be off.
-const SECONDARY_TIMEOUT_MS: u64 = 2000;
+const SECONDARY_TIMEOUT_MS: u64 = 5000;
 /// Restarts between two progress lines.
 const PROGRESS_EVERY: u64 = 100;
 /// Failures printed in full; later ones are only counted.
