@@ -72,6 +72,8 @@ pub struct Handoff {
     pub args: u64,
     /// The EL the payload is entered at.
     pub el: El,
+    /// The RAM banks the stub is told of (`HYPSTUB_ADD_RAM`) before the hand-off.
+    pub ram: Vec<Range<u64>>,
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -89,6 +91,7 @@ pub fn relocate(
     load: &mut Load<'_>,
     tamper: Option<&Tamper>,
 ) -> Result<Handoff, BootError> {
+    let ram = layout.ram.clone();
     // SAFETY: the caller's full map is active (every board maps all RAM before planning);
     // the planner is the only user.
     let mut planner = Planner::new(layout, unsafe { IdentityMemory::new() })?;
@@ -146,6 +149,7 @@ pub fn relocate(
         engine: ready.engine_entry,
         args: ready.args,
         el: entry.el,
+        ram,
     })
 }
 
@@ -242,6 +246,7 @@ pub fn enter(h: &Handoff, written: &Written, stop: fn() -> !) -> ! {
         "reloc: HVC_SOFT_RESTART to the engine at {:#x} with the block at {:#x}",
         h.engine, h.args
     );
+    tell_stub_ram(&h.ram, stop);
     let (a, b) = (&written.stage, &written.work);
     // SAFETY: the plan is checked and cleaned to PoC; the ranges are mapped as data (the
     // caller's); on success this never returns.
@@ -253,6 +258,26 @@ pub fn enter(h: &Handoff, written: &Written, stop: fn() -> !) -> ! {
         h.engine
     );
     stop()
+}
+
+#[cfg(target_arch = "aarch64")]
+/// Tells the stub every RAM bank (`HYPSTUB_ADD_RAM`, docs/hyp-abi.md), so that it can refuse
+/// a vector table or entry point outside RAM; the stub accepts these only before the
+/// hand-off. A refusal stops here, before the point of no return (its console line says why).
+fn tell_stub_ram(ram: &[Range<u64>], stop: fn() -> !) {
+    for bank in ram {
+        let mut args = [0u64; 17];
+        args[0] = bank.start;
+        args[1] = bank.end - bank.start;
+        let r = smccc::hvc64(el2_stub::abi::HYPSTUB_ADD_RAM, args)[0];
+        if r != 0 {
+            error!(
+                "hypstub: the stub refused RAM bank {:#x}..{:#x} (x0 = {r:#x}); stopping: nothing was loaded",
+                bank.start, bank.end
+            );
+            stop();
+        }
+    }
 }
 
 #[cfg(target_arch = "aarch64")]

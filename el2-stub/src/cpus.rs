@@ -26,7 +26,8 @@ unsafe impl Sync for Stacks {}
 #[unsafe(link_section = ".bss.stub.stacks")]
 pub static HYPSTUB_EL2_STACKS: Stacks = Stacks(UnsafeCell::new([[0; STACK_SIZE]; MAX_CPUS]));
 
-/// Where a CPU started through the stub goes at EL1.
+/// Where a CPU started through the stub goes at EL1. An entry of 0 (never a valid one: the
+/// stub refuses it) marks a free slot: no CPU_ON is pending for it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Target {
     /// The caller's entry point, entered at EL1.
@@ -65,7 +66,7 @@ pub fn slot_of(mpidr: u64) -> Option<usize> {
     (upper == 0 && aff0 < MAX_CPUS).then_some(aff0)
 }
 
-/// Records where the CPU of `slot` goes once started.
+/// Records where the CPU of `slot` goes once started; [`Target::default`] frees the slot.
 pub fn set_target(slot: usize, target: Target) {
     if slot < MAX_CPUS {
         // SAFETY: in bounds; see the Sync impl for why no other CPU accesses this slot now.
@@ -86,6 +87,54 @@ pub fn target(slot: usize) -> Option<Target> {
             .add(slot)
             .read_volatile()
     })
+}
+
+/// Where the CPU of `slot` goes, taken out of the mailbox (which is then free again), or
+/// `None` if no CPU_ON is pending for it.
+#[must_use]
+pub fn take_target(slot: usize) -> Option<Target> {
+    let t = target(slot).filter(|t| t.entry != 0)?;
+    set_target(slot, Target::default());
+    Some(t)
+}
+
+/// Whether a CPU_ON for `slot` was recorded and its CPU has not taken it yet.
+#[must_use]
+pub fn pending(slot: usize) -> bool {
+    target(slot).is_some_and(|t| t.entry != 0)
+}
+
+/// Per slot: 1 while the stub handles an exception on that CPU (a second one is then the
+/// stub's own fault).
+#[repr(C)]
+struct Handling(UnsafeCell<[u64; MAX_CPUS]>);
+
+// SAFETY: each CPU touches only its own slot, with volatile accesses at EL2, MMU off.
+unsafe impl Sync for Handling {}
+
+#[unsafe(link_section = ".bss.stub.handling")]
+static HANDLING: Handling = Handling(UnsafeCell::new([0; MAX_CPUS]));
+
+/// Marks the CPU of `slot` as handling an exception; returns whether it already was.
+pub fn enter_handler(slot: usize) -> bool {
+    if slot >= MAX_CPUS {
+        return false;
+    }
+    let p = HANDLING.0.get() as *mut u64;
+    // SAFETY: in bounds; only this CPU uses its slot.
+    unsafe {
+        let was = p.add(slot).read_volatile() != 0;
+        p.add(slot).write_volatile(1);
+        was
+    }
+}
+
+/// Marks the CPU of `slot` as back in the EL1 world.
+pub fn leave_handler(slot: usize) {
+    if slot < MAX_CPUS {
+        // SAFETY: in bounds; only this CPU uses its slot.
+        unsafe { (HANDLING.0.get() as *mut u64).add(slot).write_volatile(0) };
+    }
 }
 
 #[cfg(test)]
@@ -109,8 +158,23 @@ mod tests {
             entry: 0x4020_1000,
             context_id: 7,
         };
+        assert!(!pending(2));
         set_target(2, t);
+        assert!(pending(2));
         assert_eq!(target(2), Some(t));
+        assert_eq!(take_target(2), Some(t));
+        assert!(!pending(2), "taking the target frees the slot");
+        assert_eq!(take_target(2), None);
         assert_eq!(target(MAX_CPUS), None);
+    }
+
+    #[test]
+    fn nested_handling_is_seen() {
+        assert!(!enter_handler(3));
+        assert!(enter_handler(3));
+        leave_handler(3);
+        assert!(!enter_handler(3));
+        leave_handler(3);
+        assert!(!enter_handler(MAX_CPUS));
     }
 }

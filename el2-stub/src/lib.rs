@@ -4,6 +4,7 @@
 //! - [`abi`]: what each call does, as plain Rust decisions (host-tested).
 //! - [`esr`]: exception syndrome decoding for fault reports (host-tested).
 //! - [`cpus`]: per-CPU EL2 stacks and the CPU_ON mailboxes.
+//! - [`memory`]: the RAM banks the EL1 stage reported, and whether the hand-off happened.
 //! - [`console`]: lock-free timestamped console lines.
 //! - `regs`, `handler` and `vectors.S` (aarch64 only): EL2 register set-up, the vector
 //!   table, and the handling of each exception.
@@ -21,6 +22,7 @@ pub mod cpus;
 pub mod esr;
 #[cfg(target_arch = "aarch64")]
 pub mod handler;
+pub mod memory;
 pub mod regs;
 
 /// The registers x0..x30 of the interrupted context, as `vectors.S` saves them on SP_EL2.
@@ -56,6 +58,10 @@ pub unsafe trait Platform {
     fn cpu_slot(mpidr: u64) -> Option<usize> {
         cpus::slot_of(mpidr)
     }
+    /// The memory the stub itself occupies, which no call may make it run or use as a
+    /// vector table: its resident RAM (`.bss.stub.*`: stacks, mailboxes, what it
+    /// remembers) and, where it runs from RAM, its code. An unused entry is empty (`0..0`).
+    fn stub_memory() -> [core::ops::Range<u64>; 2];
 }
 
 /// Generates the functions `vectors.S` calls, bound to the board's [`Platform`] type:
@@ -159,6 +165,7 @@ core::arch::global_asm!(
     STACK_SIZE = const cpus::STACK_SIZE,
     MAX_CPUS = const cpus::MAX_CPUS,
     SCTLR_EL2_MMU_OFF = const regs::SCTLR_EL2_MMU_OFF,
+    PAYLOAD_FAULT_HVC = const abi::PAYLOAD_FAULT_HVC,
 );
 
 const _: () = assert!(

@@ -68,6 +68,23 @@ pub struct CpuFeatures {
     pub tcr2: bool,
     /// SPE with PMSNEVFR_EL1 (ID_AA64DFR0_EL1.PMSVer >= 3).
     pub spe_nevfr: bool,
+    /// The physical address size in bits (ID_AA64MMFR0_EL1.PARange).
+    pub pa_bits: u32,
+}
+
+/// The bits a PARange value stands for (Arm ARM D19.2 ID_AA64MMFR0_EL1; values above 6 are
+/// reserved and read here as the largest).
+#[must_use]
+pub fn pa_range_bits(pa_range: u64) -> u32 {
+    match pa_range {
+        0 => 32,
+        1 => 36,
+        2 => 40,
+        3 => 42,
+        4 => 44,
+        5 => 48,
+        _ => 52,
+    }
 }
 
 /// HFGRTR_EL2 and HFGWTR_EL2 bits whose meaning is inverted: 0 traps (Arm ARM D19.2,
@@ -191,6 +208,7 @@ impl CpuFeatures {
             gcs: field(pfr1, 44) != 0,
             tcr2: field(mmfr3, 0) != 0,
             spe_nevfr: field(dfr0, 32) >= 3,
+            pa_bits: pa_range_bits(field(mmfr0, 0)),
         }
     }
 }
@@ -388,6 +406,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(smcr_el2(&f), 0x1ff | (1 << 30) | (1 << 31));
+    }
+
+    #[test]
+    fn pa_ranges() {
+        assert_eq!(pa_range_bits(0), 32);
+        assert_eq!(pa_range_bits(2), 40);
+        assert_eq!(pa_range_bits(4), 44);
+        assert_eq!(pa_range_bits(6), 52);
     }
 
     #[test]

@@ -52,6 +52,25 @@ hypstub_el2_secondary_entry:
 1:  wfe
     b       1b
 
+// The EL1 vectors a payload entered at EL1 starts with, on every CPU (the boot CPU's
+// hand-off and every CPU started through the stub), until it installs its own. It runs them
+// at EL1 with whatever MMU and stack state it has, so they use neither: each slot makes an
+// HVC whose immediate names the slot ({PAYLOAD_FAULT_HVC} + index), and the stub reports
+// ESR_EL1/ELR_EL1/FAR_EL1 as the payload's fault and stops the machine. They live in the
+// stub's code, beside its EL2 vectors, which a payload never overwrites (flash on QEMU
+// virt; kernel8.img's code, reserved in the DTB, on the Pi 4).
+.section .text.hypstub_el1_payload_vectors, "ax"
+.balign 0x800
+.global hypstub_el1_payload_vectors
+hypstub_el1_payload_vectors:
+    .irp idx, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+    .balign 0x80
+9001:
+    hvc     #({PAYLOAD_FAULT_HVC} + \idx)
+    b       9001b
+    .org 9001b + 0x80
+    .endr
+
 .purgem save_frame_rest
 .purgem restore_frame
 .purgem vector_table

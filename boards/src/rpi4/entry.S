@@ -139,7 +139,12 @@ rpi4_park:
     cbnz    x4, 2f
     wfe
     b       1b
-2:  mov     x0, xzr
+    // The payload's CPU from here: it starts on the stub's EL1 vectors for a payload, so
+    // that a fault before it installs its own is reported as its own.
+2:  ldr     x5, =hypstub_el1_payload_vectors
+    msr     vbar_el1, x5
+    isb
+    mov     x0, xzr
     mov     x1, xzr
     mov     x2, xzr
     mov     x3, xzr

@@ -216,6 +216,15 @@ unsafe impl el2_stub::Platform for Rpi4 {
     fn stop() -> ! {
         power_off()
     }
+
+    fn stub_memory() -> [Range<u64>; 2] {
+        // The page shared with parked CPUs and the resident RAM, then kernel8.img's code
+        // (the stub's vectors and handlers run from it).
+        [
+            SHARED.start..RESIDENT.end,
+            IMAGE_BASE..crate::runtime::image_end().next_multiple_of(4096),
+        ]
+    }
 }
 
 #[cfg(target_arch = "aarch64")]
