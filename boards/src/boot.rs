@@ -36,6 +36,29 @@ pub fn report_options(opts: &Options, raw: &str) {
     );
 }
 
+/// The MPIDRs among `mpidrs` that `slot` (the board's `el2_stub::Platform::cpu_slot`)
+/// gives no stub slot: with `hypstub.el=1` the stub can never start them.
+#[must_use]
+pub fn cpus_without_slot(
+    mpidrs: impl IntoIterator<Item = u64>,
+    slot: impl Fn(u64) -> Option<usize>,
+) -> alloc::vec::Vec<u64> {
+    mpidrs.into_iter().filter(|&m| slot(m).is_none()).collect()
+}
+
+/// Warns, with `hypstub.el=1`, about the CPUs the stub can never start (see
+/// [`cpus_without_slot`]), before the payload finds out by a refused CPU_ON.
+pub fn warn_cpus_without_slot(without: &[u64], total: usize) {
+    if let (Some(first), Some(last)) = (without.first(), without.last()) {
+        log::warn!(
+            "cpus: {} of the {total} CPUs (MPIDR {first:#x} to {last:#x}) can never be started through the stub with hypstub.el=1: it has {} CPU slots, for MPIDR Aff0 0 to {} with Aff1..Aff3 zero; CPU_ON of them will be refused",
+            without.len(),
+            el2_stub::cpus::MAX_CPUS,
+            el2_stub::cpus::MAX_CPUS - 1
+        );
+    }
+}
+
 /// "yes" or "no".
 #[must_use]
 pub fn yes(b: bool) -> &'static str {
@@ -133,6 +156,16 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn cpus_past_the_slots_are_named() {
+        let cpus = (0..16).map(|aff0| 0x8000_0000 | aff0);
+        let without = cpus_without_slot(cpus, el2_stub::cpus::slot_of);
+        assert_eq!(without.len(), 8);
+        assert_eq!(without[0], 0x8000_0008);
+        assert_eq!(without[7], 0x8000_000f);
+        assert!(cpus_without_slot([0, 1, 7], el2_stub::cpus::slot_of).is_empty());
     }
 
     #[test]

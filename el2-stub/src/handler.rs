@@ -275,6 +275,9 @@ fn cpu_on<P: Platform>(target: u64, entry: u64, context_id: u64) -> u64 {
 /// ELR_EL2/SPSR_EL2 at the caller's entry at EL1 with the payload's first EL1 vectors, and
 /// returns the context id for x0.
 pub fn secondary<P: Platform>(slot: u64) -> u64 {
+    // A fresh start: the CPU_OFF this CPU last made (through the stub, which forwarded it)
+    // never came back to clear its handling mark.
+    cpus::leave_handler(slot as usize);
     let f = CpuFeatures::read();
     regs::init_el2_for_el1(&f);
     install_vectors();

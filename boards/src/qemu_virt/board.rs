@@ -103,6 +103,20 @@ impl Board for QemuVirtBoard {
         })
     }
 
+    /// PSCI starts the CPUs (the stub redirects CPU_ON): nothing to take over, but the
+    /// CPUs the stub has no slot for are named now, not at the payload's first CPU_ON.
+    fn take_over_cpus(&mut self, _memory: &Memory) -> Result<(), BootError> {
+        use el2_stub::Platform as _;
+        let area = self.dtb.as_deref_mut().ok_or(BootError::DtbTaken)?;
+        // Only a warning: a DTB whose /cpus cannot be read is the payload's to judge.
+        if let Ok(cpus) = Dtb::new(area)?.spin_table() {
+            let without =
+                crate::boot::cpus_without_slot(cpus.iter().map(|c| c.0), super::QemuVirt::cpu_slot);
+            crate::boot::warn_cpus_without_slot(&without, cpus.len());
+        }
+        Ok(())
+    }
+
     fn payload(&mut self, memory: &Memory) -> Result<Option<Payload<'static>>, BootError> {
         let kernel = self.fw.kernel_size()?;
         if kernel == 0 {

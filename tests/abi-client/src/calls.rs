@@ -43,8 +43,15 @@ pub const PSCI_CPU_ON: u64 = 0xC400_0003;
 pub const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 /// PSCI_FEATURES (SMC32): x1 = the function id asked about.
 pub const PSCI_FEATURES: u64 = 0x8400_000A;
+/// CPU_ON (SMC32): w1 = target MPIDR, w2 = entry, w3 = context id.
+pub const PSCI_CPU_ON_32: u64 = 0x8400_0003;
 /// PSCI ALREADY_ON.
 pub const PSCI_ALREADY_ON: i64 = -4;
+/// PSCI INVALID_ADDRESS: an entry point the caller may not use.
+pub const PSCI_INVALID_ADDRESS: i64 = -9;
+/// hypstub's HYPSTUB_ADD_RAM (SMC64, vendor-specific hypervisor service): the EL1 stage
+/// reports RAM with it before the hand-off; refused afterwards.
+pub const HYPSTUB_ADD_RAM: u64 = 0xC600_0001;
 
 /// How a call reaches EL2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +129,8 @@ pub enum El2Routine {
     /// Executes UDF at EL2 (the stub must report it and stop); returns to EL1 only if the
     /// stub resumes after it.
     Fault,
+    /// An address that cannot be an entry: the stub must refuse the call, which returns.
+    Refused(u64),
 }
 
 /// HVC_SOFT_RESTART into `routine` with x2..x4 = `args`; comes back once the routine has
@@ -130,6 +139,7 @@ pub fn soft_restart(routine: El2Routine, args: [u64; 3]) {
     let entry = match routine {
         El2Routine::Record => start::el2_record_entry(),
         El2Routine::Fault => start::el2_fault_entry(),
+        El2Routine::Refused(entry) => entry,
     };
     // SAFETY: hyp-abi.rst: the stub runs `entry` at EL2. Both routines use only x0..x18
     // (clobbered here, with x30), no stack, and EL2_RECORD (read only through volatile

@@ -8,11 +8,14 @@ use core::hint::spin_loop;
 
 use crate::calls::{
     call, soft_restart, Conduit, El2Routine, HVC_FINALISE_EL2, HVC_GET_ICH_VTR_EL2,
-    HVC_RESET_VECTORS, HVC_SET_VECTORS, HVC_STUB_ERR, PSCI_ALREADY_ON, PSCI_CPU_ON, PSCI_FEATURES,
-    PSCI_VERSION, SMCCC_NOT_SUPPORTED, SMCCC_VERSION, SMCCC_VERSION_1_1,
+    HVC_RESET_VECTORS, HVC_SET_VECTORS, HVC_STUB_ERR, HYPSTUB_ADD_RAM, PSCI_ALREADY_ON,
+    PSCI_CPU_ON, PSCI_CPU_ON_32, PSCI_FEATURES, PSCI_INVALID_ADDRESS, PSCI_VERSION,
+    SMCCC_NOT_SUPPORTED, SMCCC_VERSION, SMCCC_VERSION_1_1,
 };
 use crate::regs::{self, Deadline};
-use crate::shared::{self, mailbox, rec, EL2_RECORD, MAX_CPUS, STRAY_SLOT};
+use crate::shared::{
+    self, mailbox, rec, EL2_RECORD, ENTRY_VBAR_EL1, MAX_CPUS, STRAY_SLOT, ZERO_TABLE,
+};
 use crate::start::{self, CLIENT_MAGIC, CONTEXT_BASE};
 use client_support::fdt::{self, Fdt};
 use client_support::say;
@@ -32,8 +35,12 @@ const MISSING_MPIDR: u64 = 0xff;
 /// An id below 0x8000_0000 that hyp-abi.rst does not define, and that the client's own EL2
 /// vector table answers with [`CLIENT_MAGIC`].
 const UNKNOWN_STUB_ID: u64 = 0x7777;
-/// The kernel command line option that asks for the EL2 fault at the end.
-const FAULT_OPTION: &[u8] = b"abi.fault=el2";
+/// The stub's resident RAM on QEMU virt (docs/memory-map.md): never a vector table or entry.
+const STUB_RAM: u64 = 0x4010_0000;
+/// In QEMU virt's flash, outside RAM (the stub's own EL2 vectors are there).
+const FLASH_ADDRESS: u64 = 0x800;
+/// Beyond any CPU's physical address range (at most 52 bits), 2 KiB aligned.
+const BEYOND_PA: u64 = 1 << 60;
 /// How long a secondary CPU gets to report in.
 const SECONDARY_TIMEOUT_MS: u64 = 2000;
 
@@ -72,6 +79,15 @@ pub fn entry_state(t: &mut Checker, entry: &EntryState) -> Option<Fdt<'static>> 
     }
     t.expect_eq("entry_daif", entry.daif, DAIF_MASKED);
     t.expect_eq("entry_sctlr_el1_m", entry.sctlr_el1 & SCTLR_M, 0);
+    // A payload at EL1 starts on the stub's EL1 vectors (so that its early faults are
+    // reported): a 2 KiB-aligned table, not 0.
+    let vbar = ENTRY_VBAR_EL1.read(0);
+    t.expect(
+        "entry_vbar_el1",
+        vbar != 0 && vbar.is_multiple_of(0x800),
+        vbar,
+        "a 2 KiB-aligned vector table",
+    );
 
     // Touch x0 only where a DTB can be: 8-byte aligned (booting.rst) in RAM.
     let dtb = entry.regs[0];
@@ -332,20 +348,168 @@ fn start_secondary(t: &mut Checker, slot: usize, mpidr: u64) {
         arrived,
         mpidr & MPIDR_AFFINITY,
     );
-}
-
-/// Step 11: whether the command line asks for the EL2 fault (`abi.fault=el2`).
-pub fn fault_requested(dtb: &Fdt<'_>) -> bool {
-    matches!(dtb.bootargs(), Ok(Some(args)) if fdt::has_option(args, FAULT_OPTION))
-}
-
-/// Step 11: faults at EL2 through HVC_SOFT_RESTART. The stub's vectors must report the UDF
-/// and stop the machine, so this comes back only if they do not.
-pub fn fault_at_el2(t: &mut Checker) {
-    say!("abi-client: faulting at EL2 on purpose");
-    soft_restart(El2Routine::Fault, [0; 3]);
-    t.fail(
-        "fault_el2",
-        "the EL2 fault came back to EL1 instead of stopping the machine",
+    // Every CPU the stub starts is on the same EL1 vectors as the boot CPU at its entry.
+    let vbar = shared::mailbox_read(reported, mailbox::VBAR_EL1);
+    t.expect_eq(
+        format_args!("cpu{slot}_entry_vbar_el1"),
+        vbar,
+        ENTRY_VBAR_EL1.read(0),
     );
+}
+
+/// The faults on purpose the command line may ask for at the end (`abi.fault=...`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `abi.fault=el2`: a UDF at EL2, through HVC_SOFT_RESTART.
+    El2,
+    /// `abi.fault=el1`: a BRK on the boot CPU with the VBAR_EL1 it was entered with.
+    El1,
+    /// `abi.fault=el1-secondary`: a secondary started at a BRK.
+    El1Secondary,
+}
+
+/// Step 12: which fault the command line asks for, if any.
+pub fn fault_requested(dtb: &Fdt<'_>) -> Option<Fault> {
+    let Ok(Some(args)) = dtb.bootargs() else {
+        return None;
+    };
+    [
+        (&b"abi.fault=el2"[..], Fault::El2),
+        (b"abi.fault=el1", Fault::El1),
+        (b"abi.fault=el1-secondary", Fault::El1Secondary),
+    ]
+    .into_iter()
+    .find(|(option, _)| fdt::has_option(args, option))
+    .map(|(_, fault)| fault)
+}
+
+/// Step 12: the fault asked for. The stub must report it and stop the machine, so this
+/// comes back only if it does not.
+pub fn fault(t: &mut Checker, fault: Fault, dtb: Option<&Fdt<'_>>) {
+    match fault {
+        Fault::El2 => {
+            say!("abi-client: faulting at EL2 on purpose");
+            soft_restart(El2Routine::Fault, [0; 3]);
+            t.fail(
+                "fault_el2",
+                "the EL2 fault came back to EL1 instead of stopping the machine",
+            );
+        }
+        Fault::El1 => {
+            say!("abi-client: faulting at EL1 on the boot CPU on purpose, on its entry VBAR_EL1");
+            start::fault_on_vectors(ENTRY_VBAR_EL1.read(0));
+        }
+        Fault::El1Secondary => {
+            let own = regs::mpidr_el1() & MPIDR_AFFINITY;
+            let mut mpidrs = [0; MAX_CPUS];
+            let target = dtb
+                .and_then(|fdt| fdt.cpu_mpidrs(&mut mpidrs).ok())
+                .and_then(|n| mpidrs.iter().take(n).find(|&&m| m & MPIDR_AFFINITY != own))
+                .copied();
+            let Some(target) = target else {
+                t.fail(
+                    "fault_el1_secondary",
+                    "no secondary CPU in the DTB (-smp 2 or more)",
+                );
+                return;
+            };
+            say!("abi-client: starting MPIDR {target:#x} at a BRK on purpose");
+            let ret = call(
+                Conduit::Smc,
+                PSCI_CPU_ON,
+                [target, start::secondary_fault_entry(), CONTEXT_BASE],
+            );
+            // Nothing is printed while the secondary reports, so that its lines stay whole.
+            if ret.x0 != 0 {
+                t.fail(
+                    "fault_el1_secondary_cpu_on",
+                    format_args!("CPU_ON answered {:#x}", ret.x0),
+                );
+            } else {
+                // The secondary's report powers the machine off; wait for it.
+                let deadline = Deadline::after_ms(SECONDARY_TIMEOUT_MS);
+                while !deadline.passed() {
+                    spin_loop();
+                }
+                t.fail(
+                    "fault_el1_secondary",
+                    "the secondary's fault did not stop the machine",
+                );
+            }
+        }
+    }
+}
+
+/// Step 10: calls with addresses that cannot be what they claim: each is refused with its
+/// error code and a console line, nothing changes, and the stub keeps answering.
+pub fn bad_calls(t: &mut Checker) {
+    for (name, vbar) in [
+        ("set_vectors_beyond_pa", BEYOND_PA),
+        ("set_vectors_stub_ram", STUB_RAM),
+        ("set_vectors_outside_ram", FLASH_ADDRESS),
+        ("set_vectors_udf_table", ZERO_TABLE.0.as_ptr() as u64),
+    ] {
+        let ret = call(Conduit::Hvc, HVC_SET_VECTORS, [vbar, 0, 0]);
+        t.expect_eq(name, ret.x0, HVC_STUB_ERR);
+        // Were the vectors replaced anyway, this call would not come back with the stub's
+        // answer.
+        let ret = call(Conduit::Hvc, UNKNOWN_STUB_ID, [0; 3]);
+        t.expect_eq(format_args!("{name}_stub_kept"), ret.x0, HVC_STUB_ERR);
+    }
+    for (name, entry) in [
+        ("soft_restart_beyond_pa", BEYOND_PA),
+        ("soft_restart_stub_ram", STUB_RAM),
+        ("soft_restart_outside_ram", FLASH_ADDRESS),
+    ] {
+        // A refused soft restart returns like any call, with x0 = HVC_STUB_ERR; the wrapper
+        // discards x0, so the answer is checked by what comes after (still at EL1, the stub
+        // answering) and by the console line the QEMU test asserts.
+        soft_restart(El2Routine::Refused(entry), [0; 3]);
+        let ret = call(Conduit::Hvc, UNKNOWN_STUB_ID, [0; 3]);
+        t.expect_eq(format_args!("{name}_stub_kept"), ret.x0, HVC_STUB_ERR);
+        t.expect_eq(format_args!("{name}_el"), regs::current_el(), 1);
+    }
+    let own = regs::mpidr_el1() & MPIDR_AFFINITY;
+    for (name, entry) in [
+        ("cpu_on_beyond_pa", BEYOND_PA),
+        ("cpu_on_stub_ram", STUB_RAM),
+        ("cpu_on_outside_ram", FLASH_ADDRESS),
+    ] {
+        let ret = call(Conduit::Smc, PSCI_CPU_ON, [own, entry, CONTEXT_BASE]).x0;
+        t.expect_eq(name, ret, PSCI_INVALID_ADDRESS as u64);
+    }
+    // PSCI refuses the boot CPU (ALREADY_ON) twice: the stub freed its mailbox after the
+    // first refusal (a slot left set would answer ON_PENDING).
+    for name in ["cpu_on_refused_once", "cpu_on_refused_twice"] {
+        let ret = call(
+            Conduit::Smc,
+            PSCI_CPU_ON,
+            [own, start::secondary_entry(), CONTEXT_BASE],
+        )
+        .x0;
+        t.expect_eq(name, ret, PSCI_ALREADY_ON as u64);
+    }
+    // SMCCC: the function id is W0; a 32-bit call's arguments are W1..W3.
+    let ret = call(Conduit::Hvc, 0xffff_ffff_0000_0000 | SMCCC_VERSION, [0; 3]).x0;
+    t.expect_eq("smccc_version_upper_bits_ignored", ret, SMCCC_VERSION_1_1);
+    let ret = call(
+        Conduit::Smc,
+        0xffff_ffff_0000_0000 | PSCI_CPU_ON_32,
+        [
+            0xffff_ffff_0000_0000 | own,
+            start::secondary_entry(),
+            CONTEXT_BASE,
+        ],
+    )
+    .x0;
+    t.expect_eq(
+        "cpu_on_32_upper_bits_ignored",
+        ret & 0xffff_ffff,
+        PSCI_ALREADY_ON as u64 & 0xffff_ffff,
+    );
+    // RAM is reported by the firmware before the hand-off, never by a payload.
+    let ret = call(Conduit::Hvc, HYPSTUB_ADD_RAM, [0x8000_0000, 0x1000, 0]).x0;
+    t.expect_eq("add_ram_after_hand_off", ret, SMCCC_NOT_SUPPORTED);
+    let ret = call(Conduit::Hvc, SMCCC_VERSION, [0; 3]).x0;
+    t.expect_eq("bad_calls_stub_still_answers", ret, SMCCC_VERSION_1_1);
 }

@@ -43,6 +43,10 @@ primary_entry:
     adrp    x9, abi_boot_stack_top
     add     x9, x9, :lo12:abi_boot_stack_top
     mov     sp, x9
+    // What the boot loader left in VBAR_EL1, for the checks (and the abi.fault=el1 mode).
+    mrs     x9, vbar_el1
+    adrp    x10, {ENTRY_VBAR_EL1}
+    str     x9, [x10, :lo12:{ENTRY_VBAR_EL1}]
     // Report any unexpected EL1 exception instead of jumping through a stale VBAR_EL1.
     adrp    x9, abi_el1_vectors
     add     x9, x9, :lo12:abi_el1_vectors
@@ -61,6 +65,7 @@ primary_entry:
 .pushsection .text.abi_secondary, "ax"
 .global abi_secondary_entry
 abi_secondary_entry:
+    mrs     x12, vbar_el1               // as the stub left it, for the mailbox
     // The slot comes from the context id (CONTEXT_BASE + slot); an id outside that range
     // means the stub passed the wrong x0, and the CPU reports into the stray slot instead,
     // so that the boot CPU can say what arrived.
@@ -92,6 +97,7 @@ abi_secondary_entry:
     str     x0, [x10, #{MB_X0}]
     mrs     x11, mpidr_el1
     str     x11, [x10, #{MB_MPIDR}]
+    str     x12, [x10, #{MB_VBAR_EL1}]
     dsb     sy
     mov     x11, #1
     str     x11, [x10, #{MB_ARRIVED}]
@@ -100,6 +106,25 @@ abi_secondary_entry:
     movz    x0, #{PSCI_CPU_OFF_LO}
     movk    x0, #{PSCI_CPU_OFF_HI}, lsl #16
     smc     #0
+    b       .
+.popsection
+
+// Faults on purpose at EL1 before installing any vectors of the client's own
+// (abi.fault=el1-secondary): the CPU_ON entry is a BRK, so the stub's EL1 vectors for a
+// payload must report it and stop the machine.
+.pushsection .text.abi_secondary_fault, "ax"
+.global abi_secondary_fault_entry
+abi_secondary_fault_entry:
+    brk     #1
+    b       .
+
+// abi_el1_fault_on_vectors(x0 = VBAR_EL1): puts back the VBAR_EL1 the boot CPU was entered
+// with and executes a BRK (abi.fault=el1): a fault before the client's own vectors.
+.global abi_el1_fault_on_vectors
+abi_el1_fault_on_vectors:
+    msr     vbar_el1, x0
+    isb
+    brk     #0
     b       .
 .popsection
 

@@ -7,7 +7,9 @@
 //! needs no cache maintenance). Each check prints `abi-client: ok <name>` or
 //! `abi-client: FAIL <name>: ...`; the run ends with `abi-client: PASS (<n> checks)` or
 //! `abi-client: FAILED (<k> of <n>)` and PSCI SYSTEM_OFF (docs/CONTRACTS.md). With
-//! `abi.fault=el2` on the command line it ends instead by faulting at EL2 on purpose.
+//! `abi.fault=el2`, `abi.fault=el1` or `abi.fault=el1-secondary` on the command line it ends
+//! instead by faulting on purpose: at EL2, at EL1 on the boot CPU before its own vectors,
+//! or on a secondary started at a BRK.
 //!
 //! Map: `entry.S` (Image header, entry, vectors, EL2 routines) and `start.rs` (its
 //! constants, the fault and panic handlers); `calls.rs` (the HVC/SMC wrappers); `checks.rs`
@@ -63,9 +65,10 @@ extern "C" fn abi_client_main(x0: u64, x1: u64, x2: u64, x3: u64) -> ! {
     let stub_vbar = checks::soft_restart_registers(&mut t); // 7
     checks::set_vectors_misaligned(&mut t); // 8
     checks::set_vectors(&mut t, stub_vbar); // 9
-    checks::cpu_on(&mut t, dtb.as_ref()); // 10
-    if dtb.as_ref().is_some_and(checks::fault_requested) {
-        checks::fault_at_el2(&mut t); // 11
+    checks::bad_calls(&mut t); // 10
+    checks::cpu_on(&mut t, dtb.as_ref()); // 11
+    if let Some(fault) = dtb.as_ref().and_then(checks::fault_requested) {
+        checks::fault(&mut t, fault, dtb.as_ref()); // 12
     }
-    t.finish(calls::system_off) // 12
+    t.finish(calls::system_off) // 13
 }

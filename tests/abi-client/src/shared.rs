@@ -49,8 +49,10 @@ pub mod mailbox {
     pub const X0: usize = 2;
     /// MPIDR_EL1 of the CPU that arrived.
     pub const MPIDR: usize = 3;
+    /// VBAR_EL1 at the secondary entry, before the client set its own.
+    pub const VBAR_EL1: usize = 4;
     /// Words per mailbox; a power of two so that `entry.S` can index with a shift.
-    pub const WORDS: usize = 4;
+    pub const WORDS: usize = 8;
     /// log2 of a mailbox's size in bytes.
     pub const SHIFT: u32 = (WORDS * 8).trailing_zeros();
 }
@@ -76,6 +78,17 @@ pub fn mailbox_clear(slot: usize) {
         MAILBOXES.write(slot * mailbox::WORDS + word, 0);
     }
 }
+
+/// VBAR_EL1 as the boot CPU found it at its entry (written by `entry.S` before it installs
+/// the client's own vectors).
+pub static ENTRY_VBAR_EL1: SharedWords<1> = SharedWords::new();
+
+/// A 2 KiB-aligned vector table's worth of zeros (`udf #0` in every slot): never written.
+#[repr(C, align(2048))]
+pub struct ZeroTable(pub [u64; 256]);
+
+/// The zero table HVC_SET_VECTORS must refuse.
+pub static ZERO_TABLE: ZeroTable = ZeroTable([0; 256]);
 
 /// Set by the first unexpected EL1 exception, so that a fault inside the report stops
 /// quietly instead of recursing.

@@ -48,6 +48,8 @@ global_asm!(
     MB_CURRENT_EL = const mailbox::CURRENT_EL * 8,
     MB_X0 = const mailbox::X0 * 8,
     MB_MPIDR = const mailbox::MPIDR * 8,
+    MB_VBAR_EL1 = const mailbox::VBAR_EL1 * 8,
+    ENTRY_VBAR_EL1 = sym shared::ENTRY_VBAR_EL1,
     REC_RAN = const rec::RAN * 8,
     REC_CURRENT_EL = const rec::CURRENT_EL * 8,
     REC_X0 = const rec::X0 * 8,
@@ -71,6 +73,21 @@ unsafe extern "C" {
     fn abi_el2_record_entry();
     fn abi_el2_fault_entry();
     fn abi_secondary_entry();
+    fn abi_secondary_fault_entry();
+    fn abi_el1_fault_on_vectors(vbar: u64) -> !;
+}
+
+/// Address of the CPU_ON entry that faults at once (a BRK).
+pub fn secondary_fault_entry() -> u64 {
+    abi_secondary_fault_entry as *const () as u64
+}
+
+/// Puts `vbar` back into VBAR_EL1 and executes a BRK; the vectors there must stop the
+/// machine.
+pub fn fault_on_vectors(vbar: u64) -> ! {
+    // SAFETY: the routine only writes VBAR_EL1 and takes an exception, whose handling
+    // (the stub's report and power-off) never returns here.
+    unsafe { abi_el1_fault_on_vectors(vbar) }
 }
 
 /// Address of the client's EL2 vector table (2 KiB aligned).
