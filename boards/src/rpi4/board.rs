@@ -228,8 +228,9 @@ impl Board for Rpi4Board {
             };
             let slot = Rpi4::cpu_slot(*mpidr).ok_or_else(|| {
                 BootError::Board(alloc::format!(
-                    "CPU {i} has MPIDR {mpidr:#x}; the stub has slots for Aff0 < {} with Aff1..Aff3 zero",
-                    el2_stub::cpus::MAX_CPUS
+                    "CPU {i} has MPIDR {mpidr:#x}; the stub has {} CPU slots, for MPIDR Aff0 0 to {} with Aff1..Aff3 zero",
+                    el2_stub::cpus::MAX_CPUS,
+                    el2_stub::cpus::MAX_CPUS - 1
                 ))
             })?;
             self.release_paths.push((
