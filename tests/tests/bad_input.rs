@@ -33,6 +33,8 @@ fn asset_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bad_input")
 }
 
+/// Writes `bytes` to `name`: a name of one test's own, as tests run in parallel and a file
+/// rewritten while another test's QEMU reads it would be read half written.
 fn asset(name: &str, bytes: &[u8]) -> PathBuf {
     write_asset(&asset_dir(), name, bytes)
 }
@@ -159,7 +161,7 @@ fn empty_kernel_is_refused() {
 /// `-initrd` of 0 bytes: fw_cfg shows it as no initrd, and the log says so.
 #[test]
 fn empty_initrd_boots_as_none_and_says_so() {
-    let kernel = asset("tiny.bin", &tiny_payload(0b0010));
+    let kernel = asset("tiny-empty-initrd.bin", &tiny_payload(0b0010));
     let empty = asset("empty-initrd.bin", &[]);
     boot(
         "empty_initrd_boots_as_none_and_says_so",
@@ -208,7 +210,7 @@ fn two_mib_runs_the_firmware_which_refuses_what_does_not_fit() {
 /// An initrd larger than the RAM: named as the user gave it, with its size and the RAM.
 #[test]
 fn initrd_larger_than_ram_is_named() {
-    let kernel = asset("tiny.bin", &tiny_payload(0b0010));
+    let kernel = asset("tiny-large-initrd.bin", &tiny_payload(0b0010));
     let initrd = asset("initrd-40MiB.bin", &vec![0u8; 40 << 20]);
     boot(
         "initrd_larger_than_ram_is_named",
@@ -223,7 +225,7 @@ fn initrd_larger_than_ram_is_named() {
 /// An initrd that fills RAM to its end leaves no room for the DTB: said so.
 #[test]
 fn dtb_without_room_is_named() {
-    let kernel = asset("tiny.bin", &tiny_payload(0b0010));
+    let kernel = asset("tiny-no-dtb-room.bin", &tiny_payload(0b0010));
     // The tiny payload goes to 0x4020_0000..0x4020_1000; the initrd fills the rest of 32 MiB.
     let initrd = asset(
         "initrd-fills-32M.bin",
