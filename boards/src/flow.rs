@@ -11,11 +11,13 @@
 //! 3. payload: [`Board::payload`] (fw_cfg, a FIT, the board's own source) or, when there is
 //!    none, the built-in demo (`crate::demo`);
 //! 4. the arm64 Image header checked and the image placed (`loader::image`), the initrd
-//!    after it;
+//!    after it, both clear of everything protected: the board's reservations and every
+//!    reservation of a FIT's DTB (`/memreserve/`, `/reserved-memory`);
 //! 5. with `hypstub.el=1`, [`Board::take_over_cpus`];
 //! 6. the payload's DTB ([`Board::dtb_buffer`]: the board's, or a FIT's) edited: bootargs,
 //!    initrd, RAM for a FIT's DTB, reservations, the stub's RAM with `hypstub.el=1`, and
-//!    [`Board::edit_dtb`]; then placed after the initrd;
+//!    [`Board::edit_dtb`]; then placed after the initrd, clear of the same ranges (an
+//!    initrd or DTB with no room is named with its size and the RAM);
 //!
 //! Steps 1 to 6 are [`prepare`], plain Rust over the hooks, tested on the host with a fake
 //! board; `boot` (aarch64) adds:
