@@ -46,6 +46,28 @@ pub enum BootError {
         /// The room.
         room: usize,
     },
+    /// The initrd does not fit in the payload's RAM after the image.
+    #[error("initrd: {what} is {} and does not fit in RAM {:#x}..{:#x} ({}) after the kernel, which ends at {after:#x}, clear of reserved memory: give the machine more RAM or use a smaller initrd", human(*.size), .ram.start, .ram.end, mib(.ram.end - .ram.start))]
+    InitrdDoesNotFit {
+        /// What the user gave: "the -initrd file", "the FIT's ramdisk".
+        what: &'static str,
+        /// Its size.
+        size: u64,
+        /// Where the image ends.
+        after: u64,
+        /// The RAM bank the payload goes to.
+        ram: core::ops::Range<u64>,
+    },
+    /// The payload's DTB does not fit in the payload's RAM after the image and initrd.
+    #[error("dtb: the payload's DTB is {} and does not fit in RAM {:#x}..{:#x} ({}) after the kernel and initrd, which end at {after:#x}, clear of reserved memory: give the machine more RAM or use a smaller initrd", human(*.size), .ram.start, .ram.end, mib(.ram.end - .ram.start))]
+    DtbDoesNotFit {
+        /// Its size, with the firmware's edits.
+        size: u64,
+        /// Where the image, or the initrd, ends.
+        after: u64,
+        /// The RAM bank the payload goes to.
+        ram: core::ops::Range<u64>,
+    },
     /// A board-specific problem, described in full.
     #[error("{0}")]
     Board(alloc::string::String),
@@ -72,4 +94,27 @@ pub enum BootError {
     /// The relocation plan was refused.
     #[error("reloc: {0}")]
     Plan(#[from] reloc::plan::PlanError),
+}
+
+/// A size for a person: bytes, with KiB or MiB when it is that large.
+#[must_use]
+pub fn human(bytes: u64) -> alloc::string::String {
+    match bytes {
+        0..1024 => alloc::format!("{bytes} bytes"),
+        1024..0x10_0000 => alloc::format!("{bytes} bytes ({} KiB)", bytes.div_ceil(1024)),
+        _ => alloc::format!(
+            "{bytes} bytes ({:.1} MiB)",
+            bytes as f64 / f64::from(1u32 << 20)
+        ),
+    }
+}
+
+/// An amount of RAM in MiB, with two decimals when it is not whole.
+#[must_use]
+pub fn mib(bytes: u64) -> alloc::string::String {
+    if bytes.is_multiple_of(1 << 20) {
+        alloc::format!("{} MiB", bytes >> 20)
+    } else {
+        alloc::format!("{:.2} MiB", bytes as f64 / f64::from(1u32 << 20))
+    }
 }

@@ -11,11 +11,13 @@
 //! 3. payload: [`Board::payload`] (fw_cfg, a FIT, the board's own source) or, when there is
 //!    none, the built-in demo (`crate::demo`);
 //! 4. the arm64 Image header checked and the image placed (`loader::image`), the initrd
-//!    after it;
+//!    after it, both clear of everything protected: the board's reservations and every
+//!    reservation of a FIT's DTB (`/memreserve/`, `/reserved-memory`);
 //! 5. with `hypstub.el=1`, [`Board::take_over_cpus`];
 //! 6. the payload's DTB ([`Board::dtb_buffer`]: the board's, or a FIT's) edited: bootargs,
 //!    initrd, RAM for a FIT's DTB, reservations, the stub's RAM with `hypstub.el=1`, and
-//!    [`Board::edit_dtb`]; then placed after the initrd;
+//!    [`Board::edit_dtb`]; then placed after the initrd, clear of the same ranges (an
+//!    initrd or DTB with no room is named with its size and the RAM);
 //!
 //! Steps 1 to 6 are [`prepare`], plain Rust over the hooks, tested on the host with a fake
 //! board; `boot` (aarch64) adds:
@@ -273,6 +275,15 @@ pub fn prepare<B: Board>(
     if el == El::One {
         protected.extend(memory.stub.iter().cloned());
     }
+    // Everything the DTB passed on reserves is never a destination: the board's own DTB's
+    // reservations are in `memory.protected`; a FIT's DTB is read here, its `/memreserve/`
+    // entries and `/reserved-memory` nodes (`no-map` or not) alike.
+    if let Some(f) = payload.fdt {
+        let mut copy = f.to_vec();
+        for r in Dtb::new(&mut copy)?.reserved()? {
+            protected.push((r, "memory the FIT's DTB reserves"));
+        }
+    }
     let avoid: Vec<Range<u64>> = protected.iter().map(|(r, _)| r.clone()).collect();
     let image = image::place(
         &header,
@@ -289,10 +300,24 @@ pub fn prepare<B: Board>(
         image.end
     );
     options::check_length(&payload_cmdline, options::LINUX_COMMAND_LINE_SIZE)?;
-    let initrd = payload.initrd.as_ref().map(|src| {
-        let start = image.end.next_multiple_of(4096);
-        start..start + src.len()
-    });
+    let bank = memory.payload_bank.clone();
+    // The initrd on the first free page after the image, clear of everything protected.
+    let initrd = match &payload.initrd {
+        None => None,
+        Some(src) => Some(
+            image::place_after(image.end, src.len(), 4096, bank.clone(), &avoid).ok_or(
+                BootError::InitrdDoesNotFit {
+                    what: match src {
+                        Source::Device(_) => "the -initrd file",
+                        Source::Memory(_) => "the FIT's ramdisk",
+                    },
+                    size: src.len(),
+                    after: image.end,
+                    ram: bank.clone(),
+                },
+            )?,
+        ),
+    };
 
     if el == El::One {
         board.take_over_cpus(&memory)?;
@@ -345,10 +370,22 @@ pub fn prepare<B: Board>(
     let dtb_len = dtb.size() as u64;
     // Edited in place: its first `dtb_len` bytes are the payload's DTB, read-only from here.
     let dtb_bytes: &'static [u8] = dtb_buf;
-    let dtb_dest = initrd
-        .as_ref()
-        .map_or(image.end, |r| r.end)
-        .next_multiple_of(4096);
+    if let Some(r) = &initrd {
+        info!(
+            "initrd: {} bytes: destination {:#x}..{:#x}",
+            r.end - r.start,
+            r.start,
+            r.end
+        );
+    }
+    let after = initrd.as_ref().map_or(image.end, |r| r.end);
+    let dtb_dest = image::place_after(after, dtb_len, 4096, bank.clone(), &avoid)
+        .ok_or(BootError::DtbDoesNotFit {
+            size: dtb_len,
+            after,
+            ram: bank,
+        })?
+        .start;
     info!(
         "dtb: bootargs \"{payload_cmdline}\"{}; moves to {dtb_dest:#x}",
         if el == El::One {
@@ -601,6 +638,100 @@ mod tests {
         assert!(
             reserved.contains(&(0x5000_0000..0x5000_2000)),
             "{reserved:x?}"
+        );
+    }
+
+    /// QEMU's DTB as a FIT might carry it, with its `/memory` replaced by `memory` (none
+    /// if empty, as `<base-hi base-lo size-hi size-lo>` cells), a `/memreserve/` of 4 MiB
+    /// at the base of RAM, and a `no-map` node of 2 MiB at 0x4060_0000.
+    fn fit_dtb(memory: &[u32]) -> &'static [u8] {
+        use dtoolkit::memreserve::MemoryReservation;
+        use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
+        let fdt = dtoolkit::fdt::Fdt::new(QEMU_DTB).unwrap();
+        let mut t = DeviceTree::from_fdt(&fdt);
+        t.root.remove_child("memory@40000000").unwrap();
+        if !memory.is_empty() {
+            let mut m = DeviceTreeNode::new_unchecked("memory@40000000");
+            m.add_property(DeviceTreeProperty::new_unchecked("device_type", "memory"));
+            m.add_property(DeviceTreeProperty::new_unchecked("reg", memory.to_vec()));
+            t.root.add_child(m);
+        }
+        t.memory_reservations
+            .push(MemoryReservation::new(0x4000_0000, 0x40_0000));
+        let mut rm = DeviceTreeNode::new_unchecked("reserved-memory");
+        rm.add_property(DeviceTreeProperty::new_unchecked("#address-cells", 2u32));
+        rm.add_property(DeviceTreeProperty::new_unchecked("#size-cells", 2u32));
+        rm.add_property(DeviceTreeProperty::new_unchecked("ranges", &[0u8; 0][..]));
+        let mut blob = DeviceTreeNode::new_unchecked("blob@40600000");
+        blob.add_property(DeviceTreeProperty::new_unchecked(
+            "reg",
+            std::vec![0u32, 0x4060_0000, 0, 0x20_0000],
+        ));
+        blob.add_property(DeviceTreeProperty::new_unchecked("no-map", &[0u8; 0][..]));
+        rm.add_child(blob);
+        t.root.add_child(rm);
+        t.to_dtb().leak()
+    }
+
+    #[test]
+    fn a_fits_dtb_reservations_are_avoided_by_the_kernel_initrd_and_dtb() {
+        // The image ends just short of the no-map range; the initrd would run into it.
+        for memory in [&[][..], &[0, 0x4000_0000, 4, 0][..]] {
+            let mut b = fake("", Some(image(0x1000, 0, 0x1f_f000)));
+            b.fdt = Some(fit_dtb(memory));
+            b.initrd = Some(&[1u8; 0x2000]);
+            let plan = prepare(&mut b, || panic!("no demo with a payload"), 48).unwrap();
+            let dests: Vec<_> = plan.segments.iter().map(|s| s.dest.clone()).collect();
+            // Past the /memreserve/ at the base of RAM, the initrd past the no-map range, the
+            // DTB after it.
+            assert_eq!(dests[0], 0x4040_0000..0x4040_1000, "{memory:x?}");
+            assert_eq!(dests[1], 0x4080_0000..0x4080_2000);
+            assert_eq!(dests[2].start, 0x4080_2000);
+            for r in [0x4000_0000..0x4040_0000, 0x4060_0000..0x4080_0000] {
+                assert!(
+                    plan.layout.protected.iter().any(|(p, _)| *p == r),
+                    "{:x?}",
+                    plan.layout.protected
+                );
+                assert!(dests.iter().all(|d| d.end <= r.start || r.end <= d.start));
+            }
+            // The payload is told the machine's RAM, not the FIT's DTB's (none, or 16 GiB),
+            // and keeps the reservations.
+            let mut dtb = dtb_of(&plan);
+            let dtb = Dtb::new(&mut dtb).unwrap();
+            assert_eq!(dtb.memory().unwrap(), [RAM]);
+            let reserved = dtb.reserved().unwrap();
+            assert!(
+                reserved.contains(&(0x4000_0000..0x4040_0000)),
+                "{reserved:x?}"
+            );
+            assert!(
+                reserved.contains(&(0x4060_0000..0x4080_0000)),
+                "{reserved:x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_initrd_or_dtb_that_does_not_fit_is_named_with_its_size_and_the_ram() {
+        let mut b = fake("", Some(image(0x1000, 0, 0x1000)));
+        b.initrd = Some(std::vec![0u8; 0x2000_0000].leak());
+        let e = prepare(&mut b, || true, 48).err().unwrap().to_string();
+        assert_eq!(
+            e,
+            "initrd: the FIT's ramdisk is 536870912 bytes (512.0 MiB) and does not fit in RAM \
+             0x40000000..0x60000000 (512 MiB) after the kernel, which ends at \
+             0x40001000, clear of reserved memory: give the machine more RAM or use a smaller initrd"
+        );
+        assert!(!b.dtb_taken, "refused before the DTB is touched");
+        // An initrd that just fits leaves no room for the DTB.
+        let mut b = fake("", Some(image(0x1000, 0, 0x1000)));
+        b.initrd = Some(std::vec![0u8; 0x2000_0000 - 0x1000].leak());
+        let e = prepare(&mut b, || true, 48).err().unwrap().to_string();
+        assert!(
+            e.starts_with("dtb: the payload's DTB is ")
+                && e.contains(" and does not fit in RAM 0x40000000..0x60000000 (512 MiB) after the kernel and initrd, which end at 0x60000000"),
+            "{e}"
         );
     }
 

@@ -344,6 +344,40 @@ pub fn place(
     }
 }
 
+/// The first range of `len` bytes at or after `from`, starting on a multiple of `align` (a
+/// power of two), inside `ram` and clear of every range in `avoid`: where the boot flow
+/// puts the initrd after the image, and the DTB after the initrd. `None` when there is no
+/// such range (or `len` is 0).
+#[must_use]
+pub fn place_after(
+    from: u64,
+    len: u64,
+    align: u64,
+    ram: Range<u64>,
+    avoid: &[Range<u64>],
+) -> Option<Range<u64>> {
+    if len == 0 {
+        return None;
+    }
+    let mut start = align_up(from.max(ram.start), align)?;
+    loop {
+        let end = start.checked_add(len)?;
+        if end > ram.end {
+            return None;
+        }
+        let blocked_until = avoid
+            .iter()
+            .filter(|r| r.start < r.end && r.start < end && start < r.end)
+            .map(|r| r.end)
+            .max();
+        match blocked_until {
+            None => return Some(start..end),
+            // Past `start`, as the overlap means blocked_until > start.
+            Some(e) => start = align_up(e, align)?,
+        }
+    }
+}
+
 /// `value` rounded up to a multiple of `align` (a power of two), or `None`
 /// past `u64::MAX`.
 fn align_up(value: u64, align: u64) -> Option<u64> {
@@ -523,6 +557,48 @@ mod tests {
                 file_len: 0x1001
             }))
         );
+    }
+
+    #[test]
+    fn place_after_skips_reservations_and_stops_at_the_end_of_ram() {
+        let ram = 0x4000_0000..0x4010_0000;
+        assert_eq!(
+            place_after(0x4000_0001, 0x1800, 4096, ram.clone(), &[]),
+            Some(0x4000_1000..0x4000_2800)
+        );
+        // A reservation in the way, and one touching the end of the first: both skipped.
+        let avoid = [0x4000_2000..0x4000_3000, 0x4000_3000..0x4000_3800];
+        assert_eq!(
+            place_after(0x4000_1000, 0x1800, 4096, ram.clone(), &avoid),
+            Some(0x4000_4000..0x4000_5800)
+        );
+        // An empty avoided range blocks nothing.
+        assert_eq!(
+            place_after(
+                0x4000_1000,
+                0x1000,
+                4096,
+                ram.clone(),
+                &[0x4000_1800..0x4000_1800]
+            ),
+            Some(0x4000_1000..0x4000_2000)
+        );
+        // Exactly to the end of RAM fits; a byte more does not; nor does 0 bytes.
+        assert_eq!(
+            place_after(0x400f_f000, 0x1000, 4096, ram.clone(), &[]),
+            Some(0x400f_f000..0x4010_0000)
+        );
+        assert_eq!(
+            place_after(0x400f_f000, 0x1001, 4096, ram.clone(), &[]),
+            None
+        );
+        assert_eq!(place_after(0x4000_0000, 0, 4096, ram.clone(), &[]), None);
+        // A reservation to the end of RAM leaves no room; near u64::MAX nothing wraps.
+        assert_eq!(
+            place_after(0x4000_0000, 0x1000, 4096, ram, &[0x4000_0800..0x4010_0000]),
+            None
+        );
+        assert_eq!(place_after(u64::MAX - 10, 4, 4096, 0..u64::MAX, &[]), None);
     }
 
     #[test]

@@ -36,6 +36,7 @@ mod firmware {
         STACK_SIZE = const el2_stub::cpus::STACK_SIZE,
         RAM_START = const board::RAM_START,
         PAYLOAD_LOWEST = const board::PAYLOAD_LOWEST,
+        PL011 = const board::PL011,
     );
 
     /// The boot CPU at EL2, MMU off, on its EL2 stack, RAM sections ready.

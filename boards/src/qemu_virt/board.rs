@@ -67,11 +67,14 @@ impl Board for QemuVirtBoard {
 
     fn memory(&mut self) -> Result<Memory, BootError> {
         let area = self.dtb.as_deref_mut().ok_or(BootError::DtbTaken)?;
-        let ram = Dtb::new(area)?
+        let dtb = Dtb::new(area)?;
+        let ram = dtb
             .memory()?
             .into_iter()
             .find(|r| r.contains(&RAM_START))
             .ok_or(BootError::NoRam(RAM_START))?;
+        // QEMU's own DTB reserves nothing; one given with -dtb may.
+        let reserved = dtb.reserved()?;
         info!(
             "dtb: at {:#x}, RAM {:#x}..{:#x} ({} MiB)",
             DTB.start,
@@ -88,14 +91,17 @@ impl Board for QemuVirtBoard {
         Ok(Memory {
             ram: alloc::vec![ram.clone()],
             payload_bank: ram,
-            protected: alloc::vec![],
+            protected: reserved
+                .iter()
+                .map(|r| (r.clone(), "reserved memory in QEMU's DTB"))
+                .collect(),
             stub: alloc::vec![(RESIDENT, "the stub's resident RAM")],
             resident: RESIDENT,
             // The stub's RAM too: the EL1 stage does not map it, and the stub uses it until
             // the HVC even when the payload will not keep it.
             busy: alloc::vec![DTB, EL1_RAM, RESIDENT],
             reserve: alloc::vec![],
-            firmware_reserved: alloc::vec![],
+            firmware_reserved: reserved,
             written: Written {
                 stage: EL1_RAM,
                 work: DTB,
@@ -118,10 +124,9 @@ impl Board for QemuVirtBoard {
     }
 
     fn payload(&mut self, memory: &Memory) -> Result<Option<Payload<'static>>, BootError> {
-        let kernel = self.fw.kernel_size()?;
-        if kernel == 0 {
+        let Some(kernel) = self.fw.kernel_size()? else {
             return Ok(None);
-        }
+        };
         let header = self.fw.kernel_header()?;
         let mut payload = if header[..4] == FDT_MAGIC.to_be_bytes() {
             read_fit_from_fw_cfg(&mut self.fw, kernel, &memory.payload_bank)?
@@ -138,7 +143,14 @@ impl Board for QemuVirtBoard {
         // told.
         payload.initrd = match (payload.initrd.take(), self.fw.initrd_size()?) {
             (Some(_), n @ 1..) => return Err(BootError::FitAndInitrd { initrd: n }),
-            (fit, 0) => fit,
+            (fit, 0) => {
+                if fit.is_none() {
+                    // fw_cfg shows an empty -initrd file exactly as it shows none
+                    // (`FwCfg::initrd_size`): say so, rather than pretend to know.
+                    info!("fw_cfg: no -initrd (an empty -initrd file looks the same in fw_cfg and is booted as none)");
+                }
+                fit
+            }
             (None, n) => Some(Source::Device(u64::from(n))),
         };
         Ok(Some(payload))

@@ -68,6 +68,9 @@ pub enum FwCfgError {
     /// The command line is not text.
     #[error("fw_cfg: the command line is not UTF-8 text")]
     NotText,
+    /// `-kernel` names an empty file.
+    #[error("fw_cfg: -kernel is an empty file (0 bytes)")]
+    EmptyKernel,
     /// The command line is larger than the firmware accepts.
     #[error("fw_cfg: command line too long: {size} bytes, the firmware accepts at most {limit}")]
     CommandLineTooLong {
@@ -155,15 +158,29 @@ impl<D: Device> FwCfg<D> {
         Ok(u32::from_le_bytes(b))
     }
 
-    /// The `-kernel` file's size; 0 when there is none.
+    /// The `-kernel` file's size; `None` when QEMU was given no `-kernel`.
+    ///
+    /// An absent item reads as zeros, like an empty file's size item, so the size alone
+    /// cannot tell them apart. The command line can: QEMU (hw/arm/boot.c) adds the kernel,
+    /// initrd and command-line items only when `-kernel` is given, and then always adds
+    /// the command line's size including its NUL (at least 1: the machine's command line
+    /// is "" without `-append`). A kernel size of 0 with a command line size of 0 is no
+    /// `-kernel`; with a command line size of 1 or more it is an empty file.
     ///
     /// # Errors
-    /// A failed transfer.
-    pub fn kernel_size(&mut self) -> Result<u32, FwCfgError> {
-        self.read_u32(key::KERNEL_SIZE)
+    /// A failed transfer, or [`FwCfgError::EmptyKernel`] for an empty `-kernel` file.
+    pub fn kernel_size(&mut self) -> Result<Option<u32>, FwCfgError> {
+        match self.read_u32(key::KERNEL_SIZE)? {
+            0 if self.read_u32(key::CMDLINE_SIZE)? == 0 => Ok(None),
+            0 => Err(FwCfgError::EmptyKernel),
+            n => Ok(Some(n)),
+        }
     }
 
-    /// The `-initrd` file's size; 0 when there is none.
+    /// The `-initrd` file's size; 0 when there is none, and 0 for an empty file too: QEMU
+    /// adds the size item and an empty data item for it, and both read as an absent item
+    /// does (zeros), with no other item telling them apart (hw/arm/boot.c,
+    /// hw/nvram/fw_cfg.c).
     ///
     /// # Errors
     /// A failed transfer.
@@ -629,7 +646,7 @@ mod tests {
             .with(key::KERNEL_SIZE, &100u32.to_le_bytes())
             .with(key::KERNEL_DATA, &kernel);
         let mut fw = FwCfg::probe(f).unwrap();
-        assert_eq!(fw.kernel_size(), Ok(100));
+        assert_eq!(fw.kernel_size(), Ok(Some(100)));
         assert_eq!(fw.initrd_size(), Ok(0), "absent items read as zero");
         assert_eq!(&fw.kernel_header().unwrap()[0x38..0x3c], b"ARM\x64");
         // SAFETY: the fake device records physical ranges instead of writing them.
@@ -642,6 +659,25 @@ mod tests {
         assert_eq!(fw.dev.phys[1].1, kernel[..64]);
         assert_eq!(fw.dev.phys[2].1[..36], kernel[64..]);
         assert!(fw.dev.phys[2].1[36..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn no_kernel_and_an_empty_kernel_differ_by_the_command_line_item() {
+        // No -kernel: QEMU adds none of the kernel items.
+        assert_eq!(FwCfg::probe(Fake::qemu()).unwrap().kernel_size(), Ok(None));
+        // -kernel empty.bin without -append: size 0, and a command line of one NUL.
+        let (size, data) = cmdline_item("");
+        let f = Fake::qemu()
+            .with(key::KERNEL_SIZE, &0u32.to_le_bytes())
+            .with(key::KERNEL_DATA, &[])
+            .with(key::CMDLINE_SIZE, &size)
+            .with(key::CMDLINE_DATA, &data);
+        let mut fw = FwCfg::probe(f).unwrap();
+        assert_eq!(fw.kernel_size(), Err(FwCfgError::EmptyKernel));
+        assert_eq!(
+            FwCfgError::EmptyKernel.to_string(),
+            "fw_cfg: -kernel is an empty file (0 bytes)"
+        );
     }
 
     #[test]

@@ -159,6 +159,7 @@ core::arch::global_asm!(
     STACK_SIZE = const el2_stub::cpus::STACK_SIZE,
     RAM_START = const RAM_START,
     PAYLOAD_LOWEST = const PAYLOAD_LOWEST,
+    PL011 = const PL011,
 );
 
 #[cfg(target_arch = "aarch64")]

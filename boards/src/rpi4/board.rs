@@ -121,12 +121,9 @@ impl Board for Rpi4Board {
                 r.start, r.end, own.start, own.end
             )));
         }
-        let bank0 = self
-            .ram
-            .iter()
-            .find(|r| r.contains(&IMAGE_BASE))
-            .cloned()
-            .ok_or(BootError::NoRam(IMAGE_BASE))?;
+        // The EL1 stage runs in the first bank already (the DTB is read only now): refuse a
+        // first bank that cannot hold what it uses, before the work area is.
+        let bank0 = super::first_bank(&self.ram, WORK_AREA).map_err(BootError::Board)?;
         let code = self.code();
         crate::handover::map_all_ram(&self.ram, core::slice::from_ref(&RESIDENT), &code, &DEVICES)?;
 

@@ -327,9 +327,63 @@ const _: () = {
     assert!(el2_stub::cpus::MAX_CPUS <= 8, "one Line per group");
 };
 
+/// RAM the EL1 stage needs in the first bank: its own RAM and image (the first 2 MiB) and,
+/// past them, room for its work area of `work` bytes (2 MiB aligned).
+#[must_use]
+pub fn first_bank_needed(work: u64) -> u64 {
+    EARLY_CODE.end + work
+}
+
+/// The first RAM bank (the one holding the image at [`IMAGE_BASE`]), if it is large enough
+/// for what the EL1 stage needs ([`first_bank_needed`]).
+///
+/// # Errors
+/// "RAM too small", with what is needed and what the DTB gives.
+pub fn first_bank(ram: &[Range<u64>], work: u64) -> Result<Range<u64>, alloc::string::String> {
+    let needed = first_bank_needed(work);
+    let given = ram
+        .iter()
+        .find(|r| r.contains(&IMAGE_BASE))
+        .filter(|r| r.start == 0);
+    match given {
+        Some(r) if r.end >= needed => Ok(r.clone()),
+        _ => Err(alloc::format!(
+            "RAM too small: {} KiB needed, {} KiB given: the DTB's first RAM bank{} must hold the firmware's own RAM and image (0..{:#x}) and its {} MiB work area",
+            needed >> 10,
+            given.map_or(0, |r| r.end >> 10),
+            given.map_or(alloc::string::String::new(), |r| alloc::format!(" 0x0..{:#x}", r.end)),
+            EARLY_CODE.end,
+            work >> 20
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)]
+    fn the_first_bank_must_hold_the_firmware_and_its_work_area() {
+        let work = 8 << 20;
+        assert_eq!(first_bank(&[0..0x3b40_0000], work), Ok(0..0x3b40_0000));
+        assert_eq!(
+            first_bank(&[0..10 << 20, 1 << 30..2 << 30], work),
+            Ok(0..10 << 20)
+        );
+        assert_eq!(
+            first_bank(&[0..0x80_0000], work).unwrap_err(),
+            "RAM too small: 10240 KiB needed, 8192 KiB given: the DTB's first RAM bank 0x0..0x800000 must hold the firmware's own RAM and image (0..0x200000) and its 8 MiB work area"
+        );
+        // No bank at 0, or none holding the image: nothing given.
+        let e = first_bank(&[0x1000_0000..0x2000_0000], work).unwrap_err();
+        assert!(
+            e.starts_with("RAM too small: 10240 KiB needed, 0 KiB given:"),
+            "{e}"
+        );
+        let e = first_bank(&[0..0x4_0000], work).unwrap_err();
+        assert!(e.contains("0 KiB given"), "{e}");
+    }
 
     #[test]
     fn early_map() {
