@@ -17,14 +17,13 @@ use thiserror::Error;
 
 /// `magic`: "HYPRELOC" as little-endian bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"HYPRELOC");
-/// The version this crate writes. Version 2 is version 1 (same fields, same size) plus the
-/// meaning of [`FLAG_CONSOLE_MINI_UART`]; the engine accepts both and ignores that bit in a
-/// version-1 block.
-pub const VERSION: u32 = 2;
-/// The oldest version the engine accepts.
-pub const VERSION_MIN: u32 = 1;
-/// `size` of the block, in bytes (0x80): the same for versions 1 and 2, which differ only in
-/// the meaning of a flag.
+/// The version this crate writes and the only one the engine accepts. Version 2 was version
+/// 1 (same fields, same size) plus the meaning of [`FLAG_CONSOLE_MINI_UART`]; version 3 is
+/// version 2 with [`Digest::hash64`] in place of a CRC-32C (the `reloc` crate's `digest`
+/// module). The engine ships with the planner in one image, so it knows only this one.
+pub const VERSION: u32 = 3;
+/// `size` of the block, in bytes (0x80): the same for versions 1 to 3, which differ only in
+/// the meaning of a flag and of the digests.
 pub const SIZE: u32 = size_of::<ArgBlock>() as u32;
 
 /// `flags` bit 0: copy with the EL2 MMU and caches on, using `ttbr0`, `tcr` and `mair`. When
@@ -38,8 +37,7 @@ pub const FLAG_PSCI_STOP: u64 = 1 << 1;
 /// register; AUX_MU_LSR at +0x14), as on the Raspberry Pi 4; when clear it is a PL011.
 pub const FLAG_CONSOLE_MINI_UART: u64 = 1 << 2;
 
-/// The relocation argument block, versions 1 and 2 (docs/reloc-args.md has the table of
-/// fields).
+/// The relocation argument block, version 3 (docs/reloc-args.md has the table of fields).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ArgBlock {
@@ -47,7 +45,7 @@ pub struct ArgBlock {
     pub magic: u64,
     /// [`VERSION`].
     pub version: u32,
-    /// Size of the block in bytes: [`SIZE`] for versions 1 and 2.
+    /// Size of the block in bytes: [`SIZE`].
     pub size: u32,
     /// The first page-list entry, normally `IND_INDIRECTION | first list page` (see
     /// the `reloc` crate's `list` module).
@@ -83,9 +81,8 @@ pub struct Digest {
     pub start: u64,
     /// Length of the range in bytes.
     pub len: u64,
-    /// CRC-32C of the range in the low 32 bits (see the `reloc` crate's `digest` module); the high 32
-    /// bits are 0.
-    pub crc32c: u64,
+    /// Hash64 of the range (the `reloc` crate's `digest` module, docs/reloc-args.md).
+    pub hash64: u64,
 }
 
 /// Byte offsets of every field, for the engine's assembly
@@ -123,15 +120,15 @@ pub mod offsets {
     pub const DIGESTS: usize = offset_of!(ArgBlock, digests);
     /// `ArgBlock::digest_count`.
     pub const DIGEST_COUNT: usize = offset_of!(ArgBlock, digest_count);
-    /// Size of a version-1 block.
+    /// Size of a block (versions 1 to 3).
     pub const BLOCK_SIZE: usize = size_of::<ArgBlock>();
 
     /// `Digest::start`.
     pub const DIGEST_START: usize = offset_of!(Digest, start);
     /// `Digest::len`.
     pub const DIGEST_LEN: usize = offset_of!(Digest, len);
-    /// `Digest::crc32c`.
-    pub const DIGEST_CRC32C: usize = offset_of!(Digest, crc32c);
+    /// `Digest::hash64`.
+    pub const DIGEST_HASH64: usize = offset_of!(Digest, hash64);
     /// Size of one `Digest`: the stride of the digest array.
     pub const DIGEST_SIZE: usize = size_of::<Digest>();
 }
@@ -155,7 +152,7 @@ const _: () = assert!(offsets::BLOCK_SIZE == 0x80);
 const _: () = assert!(SIZE == 0x80);
 const _: () = assert!(offsets::DIGEST_START == 0x00);
 const _: () = assert!(offsets::DIGEST_LEN == 0x08);
-const _: () = assert!(offsets::DIGEST_CRC32C == 0x10);
+const _: () = assert!(offsets::DIGEST_HASH64 == 0x10);
 const _: () = assert!(offsets::DIGEST_SIZE == 0x18);
 
 /// Why the engine would reject a block ([`validate`]).
@@ -202,7 +199,7 @@ pub enum ArgError {
 }
 
 impl ArgBlock {
-    /// A version-1 block with `magic`, `version` and `size` filled in and every other field 0.
+    /// A block of this [`VERSION`] with `magic`, `version` and `size` filled in and every other field 0.
     pub const fn new() -> Self {
         Self {
             magic: MAGIC,
@@ -248,7 +245,7 @@ impl ArgBlock {
         b
     }
 
-    /// Reads a version-1 block from its memory image (the inverse of [`to_bytes`]). It
+    /// Reads a block from its memory image (the inverse of [`to_bytes`]). It
     /// checks nothing: pass the result to [`validate`].
     ///
     /// [`to_bytes`]: Self::to_bytes
@@ -279,7 +276,7 @@ impl Digest {
         let mut b = [0; offsets::DIGEST_SIZE];
         put(&mut b, offsets::DIGEST_START, &self.start.to_le_bytes());
         put(&mut b, offsets::DIGEST_LEN, &self.len.to_le_bytes());
-        put(&mut b, offsets::DIGEST_CRC32C, &self.crc32c.to_le_bytes());
+        put(&mut b, offsets::DIGEST_HASH64, &self.hash64.to_le_bytes());
         b
     }
 }
@@ -295,7 +292,7 @@ pub fn validate(block: &ArgBlock) -> Result<(), ArgError> {
     if block.magic != MAGIC {
         return Err(ArgError::BadMagic { found: block.magic });
     }
-    if !(VERSION_MIN..=VERSION).contains(&block.version) {
+    if block.version != VERSION {
         return Err(ArgError::BadVersion {
             found: block.version,
         });
@@ -384,10 +381,10 @@ mod tests {
             ),
             (
                 ArgBlock {
-                    version: 3,
+                    version: 4,
                     ..good()
                 },
-                ArgError::BadVersion { found: 3 },
+                ArgError::BadVersion { found: 4 },
             ),
             (
                 ArgBlock {
@@ -427,17 +424,14 @@ mod tests {
     }
 
     #[test]
-    fn version_1_blocks_are_still_accepted() {
-        let b = ArgBlock {
-            version: 1,
-            ..good()
-        };
-        assert_eq!(validate(&b), Ok(()));
-        let b = ArgBlock {
-            version: 0,
-            ..good()
-        };
-        assert_eq!(validate(&b), Err(ArgError::BadVersion { found: 0 }));
+    fn only_version_3_blocks_are_accepted() {
+        // Versions 1 and 2 carried CRC-32C digests: an engine of version 3 would misread
+        // them, so it refuses them.
+        for version in [0, 1, 2, 4] {
+            let b = ArgBlock { version, ..good() };
+            assert_eq!(validate(&b), Err(ArgError::BadVersion { found: version }));
+        }
+        assert_eq!(validate(&good()), Ok(()));
     }
 
     #[test]
@@ -471,7 +465,7 @@ mod tests {
         let b = good();
         let bytes = b.to_bytes();
         assert_eq!(&bytes[offsets::MAGIC..][..8], b"HYPRELOC");
-        assert_eq!(bytes[offsets::VERSION], 2);
+        assert_eq!(bytes[offsets::VERSION], 3);
         assert_eq!(bytes[offsets::SIZE], 0x80);
         assert_eq!(get64(&bytes, offsets::HEAD), 0x4800_0002);
         assert_eq!(get64(&bytes, offsets::REGS), 0x4400_0000);
@@ -481,12 +475,12 @@ mod tests {
         let d = Digest {
             start: 0x4020_0000,
             len: 0x1234,
-            crc32c: 0xE306_9283,
+            hash64: 0x0123_4567_89ab_cdef,
         };
         let db = d.to_bytes();
         assert_eq!(
-            &db[offsets::DIGEST_CRC32C..][..8],
-            &0xE306_9283u64.to_le_bytes()
+            &db[offsets::DIGEST_HASH64..][..8],
+            &0x0123_4567_89ab_cdefu64.to_le_bytes()
         );
     }
 

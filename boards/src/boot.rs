@@ -17,14 +17,6 @@ pub fn pa_bits() -> u32 {
 /// The bits a PARange value stands for: the stub's decoding, so both agree.
 pub use el2_stub::regs::pa_range_bits;
 
-/// FEAT_CRC32 (ID_AA64ISAR0_EL1.CRC32), which the engine's digest check uses.
-#[cfg(target_arch = "aarch64")]
-#[must_use]
-pub fn cpu_has_crc32() -> bool {
-    use aarch64_cpu::registers::{Readable, ID_AA64ISAR0_EL1};
-    (ID_AA64ISAR0_EL1.get() >> 16) & 0xf != 0
-}
-
 /// Logs the options in effect and the command line they came from.
 pub fn report_options(opts: &Options, raw: &str) {
     info!(

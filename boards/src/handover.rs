@@ -9,12 +9,12 @@ use core::ops::Range;
 
 use loader::options::{CopyMode, El};
 #[cfg(target_arch = "aarch64")]
-use log::{error, info, warn};
+use log::{error, info};
 #[cfg(target_arch = "aarch64")]
 use reloc::plan::{Finish, Layout, Planner};
 
 #[cfg(target_arch = "aarch64")]
-use crate::boot::{copy_into, cpu_has_crc32};
+use crate::boot::copy_into;
 #[cfg(target_arch = "aarch64")]
 use crate::el1::{self, cache::CpuCache, IdentityMemory};
 use crate::error::BootError;
@@ -111,20 +111,15 @@ pub fn relocate(
             Bytes::Device => load(i, &runs[*id])?,
         }
     }
-    let crc_hw = cpu_has_crc32();
     let ready = planner.finish(Finish {
         entry: entry.pc,
         regs: entry.regs,
         el: el_number(entry.el),
         mmu: entry.copy == CopyMode::Mmu,
-        digests: entry.verify && crc_hw,
-        crc_hw,
+        digests: entry.verify,
         psci_stop: entry.psci_stop,
         engine: reloc::engine::code(),
     })?;
-    if entry.verify && !crc_hw {
-        warn!("reloc: this CPU has no CRC32 instructions: copies are not verified");
-    }
     if let (Some(tamper), Some(first)) = (tamper, ids.first()) {
         tamper(&runs[*first], &mut written);
     }
@@ -165,7 +160,7 @@ impl reloc::plan::Cache for NoIcacheInvalidate {
     }
 
     fn invalidate_icache(&mut self) {
-        warn!("test-skip-icache-invalidate: the I-cache is not invalidated");
+        log::warn!("test-skip-icache-invalidate: the I-cache is not invalidated");
     }
 }
 
@@ -189,7 +184,7 @@ fn skip_args_clean(mut ready: reloc::plan::Ready) -> reloc::plan::Ready {
         }
     }
     ready.clean = kept;
-    warn!("test-skip-args-clean: the argument block's page is not cleaned");
+    log::warn!("test-skip-args-clean: the argument block's page is not cleaned");
     ready
 }
 

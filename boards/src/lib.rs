@@ -23,3 +23,4 @@ pub mod qemu_virt;
 pub mod rpi4;
 #[cfg(target_arch = "aarch64")]
 pub mod runtime;
+pub mod sha256;

@@ -116,7 +116,7 @@ pub fn parse_fit<'a>(
             .unwrap_or_default(),
     );
     let t0 = ticks();
-    loader::fit::verify_all(&config)?;
+    loader::fit::verify_all_with(&config, crate::sha256::compressor())?;
     let ms = ticks().wrapping_sub(t0) * 1000 / freq.max(1);
     info!("fit: sha256 of all {count} images verified in {ms} ms");
     Ok(Payload {

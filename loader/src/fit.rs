@@ -26,10 +26,10 @@ use core::fmt;
 use dtoolkit::error::{FdtParseError, PropertyError};
 use dtoolkit::fdt::{Fdt, FdtNode, FdtProperty};
 use dtoolkit::{Node, Property};
-use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
 use crate::dt::{FDT_HEADER_SIZE, FDT_MAGIC};
+use crate::sha256::Compress;
 
 /// Offset of `totalsize` in the FDT header.
 const TOTALSIZE_OFFSET: usize = 4;
@@ -267,12 +267,21 @@ impl Image<'_> {
     /// The image has no hash ([`FitError::NoHash`]), or a hash does not
     /// match ([`FitError::HashMismatch`]).
     pub fn verify(&self) -> Result<(), FitError> {
+        self.verify_with(crate::sha256::compress_portable)
+    }
+
+    /// [`verify`](Self::verify) with SHA-256 computed by `compress` (a SHA-256 compression
+    /// function: `sha2`'s portable one, or one using the CPU's SHA-256 instructions).
+    ///
+    /// # Errors
+    /// As [`verify`](Self::verify).
+    pub fn verify_with(&self, compress: Compress) -> Result<(), FitError> {
         if self.hashes.is_empty() {
             return Err(FitError::NoHash {
                 image: self.name.into(),
             });
         }
-        let computed = Sha256Digest(Sha256::digest(self.data).into());
+        let computed = Sha256Digest(crate::sha256::digest_with(compress, self.data));
         for hash in &self.hashes {
             if hash.value != computed {
                 return Err(FitError::HashMismatch {
@@ -316,7 +325,15 @@ impl<'a> Config<'a> {
 /// # Errors
 /// The first image that has no hash or does not match it.
 pub fn verify_all(config: &Config<'_>) -> Result<(), FitError> {
-    config.images().try_for_each(Image::verify)
+    verify_all_with(config, crate::sha256::compress_portable)
+}
+
+/// [`verify_all`] with SHA-256 computed by `compress` ([`Image::verify_with`]).
+///
+/// # Errors
+/// As [`verify_all`].
+pub fn verify_all_with(config: &Config<'_>, compress: Compress) -> Result<(), FitError> {
+    config.images().try_for_each(|i| i.verify_with(compress))
 }
 
 /// A FIT whose DTB part has been checked, with the bytes that follow it

@@ -32,3 +32,5 @@ pub mod dt;
 pub mod fit;
 pub mod image;
 pub mod options;
+#[cfg(feature = "fit")]
+pub mod sha256;

@@ -10,7 +10,7 @@
 //    64 bytes per ld1/st1; then clean the page to PoC by VA (MMU on: what the payload reads
 //    with its MMU off must be in memory), or, with the MMU off, invalidate the destination
 //    page first so that no stale dirty line from EL1 can later land over the copy.
-// 4. Verify the digests (CRC32C), report the figures, MMU off, I-cache invalidated.
+// 4. Verify the digests (Hash64, reloc/src/digest.rs), report the figures, MMU off, I-cache invalidated.
 // 5. Enter the payload: at EL2 with x0..x3 from the block, or at EL1 by eret (the stub
 //    stays resident: VBAR_EL2 still holds its vectors).
 //
@@ -18,7 +18,16 @@
 // payload's x0..x3, x26 EL, x27 flags, x28 console, x29 start counter, TPIDR_EL2 digest
 // count. x0..x18 are scratch; the print helpers use x0..x11 only.
 
-.arch armv8-a+crc+simd
+.arch armv8-a+simd
+
+// One Hash64 step (reloc/src/digest.rs): h = m * K2, m = (h ^ w) * K1 ^ ((h ^ w) * K1 >> 32),
+// with K1 in x10 and K2 in x11.
+.macro HASH_STEP h, w
+    eor     \h, \h, \w
+    mul     \h, \h, x10
+    eor     \h, \h, \h, lsr #32
+    mul     \h, \h, x11
+.endm
 
 .section .text.hypstub_reloc_engine, "ax"
 // 2 KiB aligned so that the vector table below keeps its alignment when the planner copies
@@ -45,8 +54,7 @@ hypstub_reloc_engine_start:
     cmp     x9, x10
     b.ne    .Lreloc_bad_block
     ldr     w13, [x19, #{VERSION}]
-    cmp     w13, #{VERSION_V1}
-    ccmp    w13, #{VERSION_V2}, #4, ne
+    cmp     w13, #{BLOCK_VERSION}
     b.ne    .Lreloc_bad_block
     ldr     w9, [x19, #{SIZE}]
     cmp     w9, #{BLOCK_SIZE}
@@ -58,11 +66,6 @@ hypstub_reloc_engine_start:
     ldp     x24, x25, [x19, #({REGS} + 16)]
     ldr     x26, [x19, #{EL}]
     ldr     x27, [x19, #{FLAGS}]
-    // Bit 2 means "mini-UART console" only from version 2 on.
-    cmp     w13, #{VERSION_V1}
-    b.ne    1f
-    bic     x27, x27, #(1 << {FLAG_MINI_UART_BIT})
-1:
     ldr     x14, [x19, #{TTBR0}]
     ldr     x15, [x19, #{TCR}]
     ldr     x16, [x19, #{MAIR}]
@@ -91,6 +94,15 @@ hypstub_reloc_engine_start:
     ubfx    x9, x9, #16, #4
     mov     x17, #4
     lsl     x17, x17, x9
+    // Where a copied page goes next (x16, free once the MMU is on): its clean, sixteen lines
+    // at a time when they divide the page, or one at a time; with the MMU off, nothing.
+    adr     x16, .Lreloc_next
+    tbz     x27, #{FLAG_MMU_BIT}, 1f
+    adr     x16, .Lreloc_clean16
+    cmp     x17, #256
+    b.ls    1f
+    adr     x16, .Lreloc_clean1
+1:
 
     // 3. The page list: x0 entry, x1 destination cursor, x2 list pointer.
     mov     x0, x18
@@ -120,30 +132,39 @@ hypstub_reloc_engine_start:
     // first (Arm ARM D7.5.9), as Linux's MMU-off relocate_kernel did.
     dsb     sy
 4:  mov     x6, x1
-6:  ld1     {{v0.16b, v1.16b, v2.16b, v3.16b}}, [x3], #64
-    ld1     {{v4.16b, v5.16b, v6.16b, v7.16b}}, [x3], #64
-    st1     {{v0.16b, v1.16b, v2.16b, v3.16b}}, [x1], #64
-    st1     {{v4.16b, v5.16b, v6.16b, v7.16b}}, [x1], #64
+    // 2 KiB per iteration: 66 instructions, the loop's own 2 of them.
+6:
+.rept 16
     ld1     {{v0.16b, v1.16b, v2.16b, v3.16b}}, [x3], #64
     ld1     {{v4.16b, v5.16b, v6.16b, v7.16b}}, [x3], #64
     st1     {{v0.16b, v1.16b, v2.16b, v3.16b}}, [x1], #64
     st1     {{v4.16b, v5.16b, v6.16b, v7.16b}}, [x1], #64
+.endr
     cmp     x1, x5
     b.lo    6b
-    tbz     x27, #{FLAG_MMU_BIT}, .Lreloc_next
+    // x16: the MMU-on clean below that fits the line size, or .Lreloc_next (MMU off).
+    br      x16
     // MMU on: clean and invalidate the page to PoC while its lines are hot (clean is what
     // the MMU-off payload needs; invalidating too leaves it no line it did not fetch).
     // (Left out only by the test-only mutant `test-skip-dest-clean`, for cargo xtask
     // cachecheck.)
+    // Sixteen lines per iteration when sixteen lines divide the page (lines of at most
+    // 256 bytes: every Armv8 CPU known has 64), else one.
+.Lreloc_clean1:
 .if {SKIP_DEST_CLEAN} == 0
-7:  dc      civac, x6
+8:  dc      civac, x6
     add     x6, x6, x17
+    cmp     x6, x5
+    b.lo    8b
+.endif
+    b       .Lreloc_next
+.Lreloc_clean16:
+.if {SKIP_DEST_CLEAN} == 0
+7:
+.rept 16
     dc      civac, x6
     add     x6, x6, x17
-    dc      civac, x6
-    add     x6, x6, x17
-    dc      civac, x6
-    add     x6, x6, x17
+.endr
     cmp     x6, x5
     b.lo    7b
 .endif
@@ -157,29 +178,53 @@ hypstub_reloc_engine_start:
     mrs     x18, cntpct_el0
     sub     x29, x18, x29                       // ticks spent copying
 
-    // 4. Digests: CRC32C of each destination range (init ~0, final ~).
+    // 4. Digests: Hash64 of each destination range (reloc/src/digest.rs): four lanes over
+    // each whole 32-byte block, the words after them (the last zero-padded) into lane 0,
+    // then the length and the four lanes combined. Every range starts on a page (the
+    // planner checks), so every load is aligned and the last word's page is the range's.
     mrs     x13, tpidr_el2
     cbz     x13, .Lreloc_report
     mov     x12, x19
+    adr     x9, .Lreloc_hash_consts
+    ldp     x10, x11, [x9]                      // K1, K2
 .Lreloc_digest:
     ldp     x3, x4, [x12]                       // start, len
-    ldr     x5, [x12, #16]                      // expected
-    mov     w6, #-1
-    add     x7, x3, x4
-    and     x8, x4, #~7
-    add     x8, x3, x8
-8:  cmp     x3, x8
-    b.hs    9f
-    ldr     x9, [x3], #8
-    crc32cx w6, w6, x9
-    b       8b
-9:  cmp     x3, x7
-    b.hs    10f
-    ldrb    w9, [x3], #1
-    crc32cb w6, w6, w9
-    b       9b
-10: mvn     w6, w6
-    cmp     w6, w5
+    ldr     x5, [x12, #{DIGEST_VALUE}]          // expected
+    mov     x2, x3
+    adr     x9, .Lreloc_hash_consts
+    ldp     x14, x15, [x9, #16]                 // the lanes' start values
+    ldp     x16, x17, [x9, #32]
+    add     x7, x3, x4                          // end
+    and     x8, x4, #~31
+    add     x8, x3, x8                          // end of the whole blocks
+    b       2f
+1:  ldp     x0, x1, [x3], #16
+    ldp     x6, x9, [x3], #16
+    HASH_STEP x14, x0
+    HASH_STEP x15, x1
+    HASH_STEP x16, x6
+    HASH_STEP x17, x9
+2:  cmp     x3, x8
+    b.lo    1b
+3:  sub     x9, x7, x3                          // 0..31 bytes left
+    cmp     x9, #8
+    b.lo    4f
+    ldr     x0, [x3], #8
+    HASH_STEP x14, x0
+    b       3b
+4:  cbz     x9, 5f
+    ldr     x0, [x3]                            // the last 1..7 bytes, zero-padded
+    lsl     x9, x9, #3
+    mov     x1, #-1
+    lsl     x1, x1, x9
+    bic     x0, x0, x1
+    HASH_STEP x14, x0
+5:  mov     x6, x4
+    HASH_STEP x6, x14
+    HASH_STEP x6, x15
+    HASH_STEP x6, x16
+    HASH_STEP x6, x17
+    cmp     x6, x5
     b.ne    .Lreloc_bad_digest
     add     x12, x12, #{DIGEST_SIZE}
     subs    x13, x13, #1
@@ -269,21 +314,21 @@ hypstub_reloc_engine_start:
     adr     x1, .Lreloc_msg_bad_list
     b       .Lreloc_fail
 .Lreloc_bad_digest:
-    mov     x18, x3
+    mov     x18, x2
     mov     x19, x5
     mov     x20, x6
     adr     x1, .Lreloc_msg_bad_digest
     bl      .Lreloc_puts
-    sub     x0, x18, x4
-    bl      .Lreloc_putdec
+    mov     x0, x18
+    bl      .Lreloc_puthex
     adr     x1, .Lreloc_msg_expected
     bl      .Lreloc_puts
     mov     x0, x19
-    bl      .Lreloc_putdec
+    bl      .Lreloc_puthex
     adr     x1, .Lreloc_msg_got
     bl      .Lreloc_puts
     mov     x0, x20
-    bl      .Lreloc_putdec
+    bl      .Lreloc_puthex
     adr     x1, .Lreloc_msg_refuse
 .Lreloc_fail:
     bl      .Lreloc_puts
@@ -402,6 +447,16 @@ hypstub_reloc_engine_start:
     b       19b
 20: ret
 
+// Arm ARM D1.3.1: 2 KiB aligned, slots of 0x80; slots 0-7 (current EL, SP_EL0 and SP_ELx).
+.balign 2048
+.Lreloc_vectors:
+    .rept 8
+    .balign 0x80
+    b       .Lreloc_exception
+    .endr
+
+// The engine's constants and messages, after the vectors: the code before them must stay
+// within the first 2 KiB.
 .balign 8
 .Lreloc_magic:        .quad {MAGIC_VALUE}
 .Lreloc_sctlr_on:     .quad {SCTLR_EL2_MMU_ON}
@@ -409,6 +464,8 @@ hypstub_reloc_engine_start:
 .Lreloc_sctlr_el1_off: .quad {SCTLR_EL1_MMU_OFF}
 .Lreloc_ten19:        .quad 10000000000000000000
 .Lreloc_system_off:   .word 0x84000008
+.balign 8
+.Lreloc_hash_consts:  .quad {HASH_K1}, {HASH_K2}, {HASH_IV0}, {HASH_IV1}, {HASH_IV2}, {HASH_IV3}
 .Lreloc_msg_copied:   .asciz "reloc: copied "
 .Lreloc_msg_bytes:    .asciz " bytes ("
 .Lreloc_msg_pages:    .asciz " pages) in "
@@ -420,22 +477,14 @@ hypstub_reloc_engine_start:
 .Lreloc_msg_digests:  .asciz "reloc: digests of every destination range match\n"
 .Lreloc_msg_bad_block: .asciz "reloc: the argument block has a magic, version or size this engine does not know\n"
 .Lreloc_msg_bad_list: .asciz "reloc: malformed page list\n"
-.Lreloc_msg_bad_digest: .asciz "reloc: digest mismatch in the destination range at "
-.Lreloc_msg_expected: .asciz ": expected crc32c "
-.Lreloc_msg_got:      .asciz ", got "
+.Lreloc_msg_bad_digest: .asciz "reloc: digest mismatch in the destination range at 0x"
+.Lreloc_msg_expected: .asciz ": expected hash64 0x"
+.Lreloc_msg_got:      .asciz ", got 0x"
 .Lreloc_msg_refuse:   .asciz "\nreloc: refusing to enter a corrupt payload\n"
 .Lreloc_msg_stopped:  .asciz "hypstub: system stopped\n"
 .Lreloc_msg_exception: .asciz "reloc: unexpected exception in the engine at EL2: ESR_EL2=0x"
 .Lreloc_msg_elr:      .asciz " ELR_EL2=0x"
 .Lreloc_msg_far:      .asciz " FAR_EL2=0x"
-
-// Arm ARM D1.3.1: 2 KiB aligned, slots of 0x80; slots 0-7 (current EL, SP_EL0 and SP_ELx).
-.balign 2048
-.Lreloc_vectors:
-    .rept 8
-    .balign 0x80
-    b       .Lreloc_exception
-    .endr
 .balign 8
 .global hypstub_reloc_engine_end
 hypstub_reloc_engine_end:

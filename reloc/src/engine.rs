@@ -4,6 +4,8 @@
 
 #[cfg(target_arch = "aarch64")]
 use crate::args::{self, offsets};
+#[cfg(target_arch = "aarch64")]
+use crate::digest;
 
 #[cfg(target_arch = "aarch64")]
 use hypstub_abi::regs;
@@ -26,8 +28,14 @@ core::arch::global_asm!(
     DIGESTS = const offsets::DIGESTS,
     DIGEST_COUNT = const offsets::DIGEST_COUNT,
     DIGEST_SIZE = const core::mem::size_of::<args::Digest>(),
-    VERSION_V1 = const args::VERSION_MIN,
-    VERSION_V2 = const args::VERSION,
+    DIGEST_VALUE = const offsets::DIGEST_HASH64,
+    BLOCK_VERSION = const args::VERSION,
+    HASH_K1 = const digest::HASH64_K1,
+    HASH_K2 = const digest::HASH64_K2,
+    HASH_IV0 = const digest::HASH64_IV[0],
+    HASH_IV1 = const digest::HASH64_IV[1],
+    HASH_IV2 = const digest::HASH64_IV[2],
+    HASH_IV3 = const digest::HASH64_IV[3],
     BLOCK_SIZE = const args::SIZE,
     MAGIC_VALUE = const args::MAGIC,
     FLAG_MMU_BIT = const args::FLAG_MMU.trailing_zeros(),

@@ -34,7 +34,7 @@ use thiserror::Error;
 pub use idmap::{tcr, MAIR, VA_BITS};
 
 use crate::args::{self, ArgBlock, ArgError, Digest, FLAG_MMU, FLAG_PSCI_STOP};
-use crate::digest::Crc32c;
+use crate::digest::Hash64;
 use crate::list::{self, ListError, ListWriter};
 use crate::mem::{self, Memory};
 use crate::PAGE_SIZE;
@@ -75,10 +75,9 @@ pub struct Finish<'a> {
     pub el: u64,
     /// Copy with the EL2 MMU and caches on ([`args::FLAG_MMU`]): builds the identity map.
     pub mmu: bool,
-    /// Have the engine check a CRC-32C digest of each destination before entering.
+    /// Have the engine check a digest ([`crate::digest::Hash64`]) of each destination
+    /// before entering.
     pub digests: bool,
-    /// May use the CRC32 instructions for the digests (see [`crate::digest::crc32c_with`]).
-    pub crc_hw: bool,
     /// On a failure, the engine powers off with PSCI SYSTEM_OFF ([`args::FLAG_PSCI_STOP`]).
     pub psci_stop: bool,
     /// The engine's position-independent code, copied to the start of the control page
@@ -658,11 +657,11 @@ impl<M: Memory> Planner<M> {
         }
         let head = writer.finish(mem)?;
 
-        // The digests: CRC-32C of each segment's staged bytes (its real length).
+        // The digests: Hash64 of each segment's staged bytes (its real length).
         if let Some(at) = &digests {
             let mut bytes = Vec::with_capacity(digest_bytes as usize);
             for seg in &self.segments {
-                bytes.extend_from_slice(&segment_digest(mem, seg, req.crc_hw).to_bytes());
+                bytes.extend_from_slice(&segment_digest(mem, seg).to_bytes());
             }
             mem::write(mem, at.start, &bytes);
         }
@@ -886,20 +885,20 @@ fn staging_pages(runs: &[Range<u64>]) -> impl Iterator<Item = u64> + '_ {
         .flat_map(|r| r.clone().step_by(PAGE_SIZE as usize))
 }
 
-/// The digest of `seg`'s destination: CRC-32C over its staged bytes (its real length).
-fn segment_digest<M: Memory + ?Sized>(mem: &M, seg: &Segment, hw: bool) -> Digest {
+/// The digest of `seg`'s destination: Hash64 over its staged bytes (its real length).
+fn segment_digest<M: Memory + ?Sized>(mem: &M, seg: &Segment) -> Digest {
     let len = seg.dest.end - seg.dest.start;
-    let mut crc = Crc32c::new(hw);
+    let mut hash = Hash64::new();
     let mut left = len;
     for run in &seg.staging {
         let n = left.min(run.end - run.start);
-        mem::read_each(mem, run.start, n, |b| crc.update(b));
+        mem::read_each(mem, run.start, n, |b| hash.update(b));
         left -= n;
     }
     Digest {
         start: seg.dest.start,
         len,
-        crc32c: u64::from(crc.finish()),
+        hash64: hash.finish(),
     }
 }
 

@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use reloc::args::{self, ArgBlock, FLAG_MMU, FLAG_PSCI_STOP};
-use reloc::digest::crc32c;
+use reloc::digest::hash64;
 use reloc::list::{self, IND_DONE, IND_INDIRECTION};
 use reloc::mem::{FakeMemory, Memory};
 use reloc::plan::{clean_for_engine, Cache, Finish, Layout, PlanError, Planner, Ready};
@@ -52,7 +52,6 @@ fn req(entry: u64) -> Finish<'static> {
         el: 2,
         mmu: true,
         digests: true,
-        crc_hw: true,
         psci_stop: true,
         engine: &ENGINE,
     }
@@ -579,7 +578,7 @@ fn fill(mem: &mut FakeMemory, runs: &[Range<u64>], data: &[u8]) {
 }
 
 #[test]
-fn digest_is_crc32c_of_the_segment() {
+fn digest_is_hash64_of_the_segment() {
     let segs = linux_segments();
     let mut mem = fake(&virt_1g());
     let mut p = Planner::new(virt_1g(), &mut mem).unwrap();
@@ -612,8 +611,8 @@ fn digest_is_crc32c_of_the_segment() {
             dest.end - dest.start
         );
         assert_eq!(
-            read_u64(&mem, d + args::offsets::DIGEST_CRC32C as u64),
-            u64::from(crc32c(0, data)),
+            read_u64(&mem, d + args::offsets::DIGEST_HASH64 as u64),
+            hash64(data),
             "segment {i}"
         );
     }

@@ -58,7 +58,7 @@ pub struct Phases {
     /// and initrd through fw_cfg into the staging area, planning).
     pub el1_stage: Duration,
     /// From there to [`DIGESTS_MATCH`]: the engine, at EL2: its copy to the destinations
-    /// and the CRC-32C check of every one (it prints both its lines at the end).
+    /// and the digest check of every one (it prints both its lines at the end).
     pub engine: Duration,
 }
 
