@@ -23,6 +23,7 @@ pub mod boot;
 pub mod console;
 pub mod payload;
 pub mod pi;
+pub mod size;
 pub mod uboot;
 
 use std::fmt::{self, Write as _};

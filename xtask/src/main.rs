@@ -147,6 +147,10 @@ enum Cmd {
         /// raspi4b under -icount shift=0, one run each (guest instructions, repeatable).
         #[arg(long, conflicts_with_all = ["reloc", "boot"])]
         pi: bool,
+        /// Only the sizes: hypstub.bin and kernel8.img, their ELF sections and the RAM the
+        /// stub keeps after the hand-off with hypstub.el=1, against 128 KiB and 32 KiB.
+        #[arg(long, conflicts_with_all = ["reloc", "boot", "pi"])]
+        size: bool,
         /// Timed Linux boots of each kind (the median is reported).
         #[arg(long, value_name = "N", default_value_t = bench::boot::DEFAULT_RUNS, value_parser = clap::value_parser!(u32).range(1..))]
         boot_runs: u32,
@@ -394,9 +398,13 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
             boot,
             boot_runs,
             pi,
+            size,
         } => {
             if pi {
                 return bench_pi();
+            }
+            if size {
+                return bench_size();
             }
             // Neither flag (or both): both parts.
             let (do_reloc, do_boot) = (reloc || !boot, boot || !reloc);
@@ -720,6 +728,22 @@ fn bench_boot(
         println!("{line}");
     }
     Ok(())
+}
+
+/// `cargo xtask bench --size`: both boards' images, release builds.
+fn bench_size() -> anyhow::Result<ExitCode> {
+    use bench::size::{self, Layout};
+    for (board, layout) in [(Board::QemuVirt, Layout::Flash), (Board::Rpi4, Layout::Ram)] {
+        let built = image::build_firmware(board, BuildOptions::default())?;
+        let report = size::measure(&built, layout)?;
+        println!(
+            "\n{} ({}):\n{}",
+            board.name(),
+            built.elf.display(),
+            report.block()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `cargo xtask bench --pi`.
