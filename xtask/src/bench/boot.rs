@@ -66,7 +66,7 @@ pub const BANNER: &str = "hypstub ";
 pub const HVC_LINE: &str = "reloc: HVC_SOFT_RESTART";
 
 /// The console lines each run times, in the order of [`crate::runner::RunOutcome::times`].
-const WATCHED: [&str; 6] = [
+pub const WATCHED: [&str; 6] = [
     LINUX_FIRST,
     BANNER,
     HVC_LINE,
