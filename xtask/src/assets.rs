@@ -36,6 +36,7 @@ use std::process::Command;
 
 use self::manifest::{Record, Role};
 use self::private_apt::AptDirs;
+use crate::bench::uboot;
 use crate::{display_command, output_dir, qemu};
 
 /// Environment variable naming the cache directory.
@@ -50,11 +51,18 @@ pub const BUSYBOX_PACKAGE: &str = "busybox-static";
 /// The manifest's name in the cache.
 pub const MANIFEST: &str = "manifest.txt";
 
+/// The manifest of the boot bench's peers (U-Boot) in the cache.
+pub const PEERS_MANIFEST: &str = "manifest-peers.txt";
+
 /// The initramfs's name in the cache.
 pub const INITRAMFS_FILE: &str = "initramfs.cpio";
 
 /// The assets the tests last passed with (`xtask/assets-tested.txt`).
 pub const TESTED: &str = include_str!("../assets-tested.txt");
+
+/// What may help when APT fails.
+const NETWORK_HINT: &str =
+    " - is the network up and the archive reachable? APT's own messages are above";
 
 /// The arm64 Image magic, "ARM\x64" little-endian, at offset 0x38 (booting.rst).
 const IMAGE_MAGIC: &[u8; 4] = b"ARM\x64";
@@ -97,6 +105,7 @@ impl LinuxAssets {
                 Role::Rpi4Dtb => self.rpi4_dtb.as_ref(),
                 Role::Busybox => Some(&self.busybox),
                 Role::Initramfs => Some(&self.initramfs),
+                Role::UBoot => None,
             };
             lines.push(format!(
                 "  {:<10} {} {}, sha256 {}\n  {:<10} {}",
@@ -291,6 +300,36 @@ pub fn cached() -> Result<LinuxAssets, AssetError> {
     }
 }
 
+/// U-Boot for QEMU `virt` ([`uboot::FILE`] of Debian's [`uboot::PACKAGE`]), the boot
+/// bench's peer: from the cache if its file is there with the SHA-256 recorded in
+/// [`PEERS_MANIFEST`], else downloaded by package name through the same private APT
+/// configuration as the Linux assets and recorded there. Its own manifest, not
+/// [`MANIFEST`], so that a cache shared with an older xtask stays readable to it. Prints
+/// what it used.
+pub fn uboot() -> Result<PathBuf, AssetError> {
+    let cache = Cache::new(cache_dir());
+    let (verb, record) = match cache.valid_peer()? {
+        Some(record) => ("cached", record),
+        None => {
+            println!(
+                "assets: fetching {} into {}",
+                uboot::PACKAGE,
+                cache.dir.display()
+            );
+            ("fetched", cache.fetch_uboot()?)
+        }
+    };
+    let path = cache.path(&record);
+    println!(
+        "u-boot ({verb}): {} {}, sha256 {}\n  {}",
+        record.package,
+        record.version,
+        record.sha256,
+        path.display()
+    );
+    Ok(path)
+}
+
 /// What [`Cache::state`] found.
 enum State {
     /// Every downloaded file is there and unchanged.
@@ -433,10 +472,9 @@ impl Cache {
         write_atomically(&self.manifest(), text.as_bytes())
     }
 
-    /// Resolves, downloads and extracts the packages; returns the records of the
-    /// downloaded files (the initramfs is added by [`Cache::finish`]).
-    fn fetch(&self) -> Result<Vec<Record>, AssetError> {
-        let tools = Tools::find()?;
+    /// Writes the private APT configuration and runs `apt-get update` with it; returns
+    /// a maker of commands that use it.
+    fn update_apt(&self, tools: &Tools) -> Result<impl Fn(&Path) -> Command, AssetError> {
         let apt = self.apt();
         let archives =
             private_apt::archives(&qemu::read_apt_sources()).ok_or(AssetError::NoArchive)?;
@@ -474,14 +512,23 @@ impl Cache {
                 .join(", ")
         );
 
-        let apt_cmd = |program: &Path| {
+        let config = apt.config();
+        let apt_cmd = move |program: &Path| {
             let mut cmd = Command::new(program);
-            cmd.env("APT_CONFIG", apt.config());
+            cmd.env("APT_CONFIG", &config);
             cmd
         };
-        let network_hint =
-            " - is the network up and the archive reachable? APT's own messages are above";
-        run(apt_cmd(&tools.apt_get).arg("update"), network_hint)?;
+        run(apt_cmd(&tools.apt_get).arg("update"), NETWORK_HINT)?;
+        Ok(apt_cmd)
+    }
+
+    /// Resolves, downloads and extracts the packages; returns the records of the
+    /// downloaded files (the initramfs is added by [`Cache::finish`]). A U-Boot fetched
+    /// earlier ([`uboot`]) is kept.
+    fn fetch(&self) -> Result<Vec<Record>, AssetError> {
+        let tools = Tools::find()?;
+        let kept = self.valid_peer().ok().flatten();
+        let apt_cmd = self.update_apt(&tools)?;
         let depends = output(apt_cmd(&tools.apt_cache).args(["depends", KERNEL_META_PACKAGE]))?;
         let kernel_package = private_apt::kernel_from_depends(&depends)
             .ok_or(AssetError::NoKernelPackage { output: depends })?;
@@ -495,7 +542,7 @@ impl Cache {
                 &kernel_package,
                 BUSYBOX_PACKAGE,
             ]),
-            network_hint,
+            NETWORK_HINT,
         )?;
 
         let kernel = self.unpack(&tools, &kernel_package)?;
@@ -515,8 +562,12 @@ impl Cache {
         }
         check_image(&self.path(&records[0]), &kernel_package)?;
 
-        // Drop the packages of earlier fetches.
-        let keep = [kernel.dir.as_path(), busybox.dir.as_path()];
+        // Drop the packages of earlier fetches (but U-Boot's, which this does not fetch).
+        let kept_dir = kept
+            .as_ref()
+            .map(|r| self.package_dir(&r.package, &r.version));
+        let mut keep = vec![kernel.dir.as_path(), busybox.dir.as_path()];
+        keep.extend(kept_dir.as_deref());
         if let Ok(entries) = fs::read_dir(self.packages()) {
             for entry in entries.flatten() {
                 if !keep.contains(&entry.path().as_path()) {
@@ -564,9 +615,9 @@ impl Cache {
                 "dpkg-deb -f printed no Package/Version/Architecture:\n{fields}"
             )));
         };
-        if name != package || arch != private_apt::ARCH {
+        if name != package || (arch != private_apt::ARCH && arch != "all") {
             return Err(bad(format!(
-                "{} is {name} for {arch}, not {package} for {}",
+                "{} is {name} for {arch}, not {package} for {} (or all)",
                 deb.display(),
                 private_apt::ARCH
             )));
@@ -588,6 +639,66 @@ impl Cache {
             version,
             dir,
         })
+    }
+
+    /// The peers' manifest ([`PEERS_MANIFEST`]).
+    fn peers_manifest(&self) -> PathBuf {
+        self.dir.join(PEERS_MANIFEST)
+    }
+
+    /// U-Boot's record in [`PEERS_MANIFEST`] if its file is there with the recorded
+    /// SHA-256; `None` if either is missing (fetch it); [`AssetError::Changed`] if the
+    /// file is there with another SHA-256.
+    fn valid_peer(&self) -> Result<Option<Record>, AssetError> {
+        let path = self.peers_manifest();
+        let Ok(text) = fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        let records =
+            manifest::parse(&text).map_err(|source| AssetError::Manifest { path, source })?;
+        let Some(record) = records.into_iter().find(|r| r.role == Role::UBoot) else {
+            return Ok(None);
+        };
+        let file = self.path(&record);
+        if !file.is_file() {
+            return Ok(None);
+        }
+        let actual =
+            manifest::sha256_file(&file).map_err(io(format!("reading {}", file.display())))?;
+        if actual != record.sha256 {
+            return Err(AssetError::Changed {
+                path: file,
+                record: Box::new(record),
+                actual,
+                cache: self.dir.clone(),
+            });
+        }
+        Ok(Some(record))
+    }
+
+    /// Downloads and extracts U-Boot and records it in [`PEERS_MANIFEST`].
+    fn fetch_uboot(&self) -> Result<Record, AssetError> {
+        let tools = Tools::find()?;
+        let apt_cmd = self.update_apt(&tools)?;
+        let downloads = self.downloads();
+        remove_dir(&downloads)?;
+        fs::create_dir_all(&downloads).map_err(io(format!("creating {}", downloads.display())))?;
+        run(
+            apt_cmd(&tools.apt_get)
+                .current_dir(&downloads)
+                .args(["download", uboot::PACKAGE]),
+            NETWORK_HINT,
+        )?;
+        let unpacked = self.unpack(&tools, uboot::PACKAGE)?;
+        remove_dir(&downloads)?;
+        let record = self.record(Role::UBoot, &unpacked, uboot::FILE)?;
+        let text = manifest::format(
+            "The boot bench's peers in this cache, written by `cargo xtask bench` \
+             (xtask/src/assets.rs).\nEach file is checked against its SHA-256 before it is reused.",
+            std::slice::from_ref(&record),
+        );
+        write_atomically(&self.peers_manifest(), text.as_bytes())?;
+        Ok(record)
     }
 
     fn record(&self, role: Role, from: &Unpacked, file: &str) -> Result<Record, AssetError> {
@@ -837,6 +948,38 @@ mod tests {
             err.contains("linux-image-6.1.0-56-arm64 6.1.192-2"),
             "{err}"
         );
+        fs::remove_dir_all(&cache.dir).unwrap();
+    }
+
+    #[test]
+    fn uboot_is_reused_only_unchanged() {
+        let cache = fake_cache("uboot");
+        assert!(cache.valid_peer().unwrap().is_none());
+        let record = Record {
+            role: Role::UBoot,
+            package: uboot::PACKAGE.into(),
+            version: "2023.01+dfsg-2+deb12u3".into(),
+            file: uboot::FILE.into(),
+            sha256: manifest::sha256_hex(b"u-boot"),
+        };
+        let path = cache.path(&record);
+        assert!(path.ends_with(
+            "pkg/u-boot-qemu_2023.01+dfsg-2+deb12u3/usr/lib/u-boot/qemu_arm64/u-boot.bin"
+        ));
+        let text = manifest::format("peers", std::slice::from_ref(&record));
+        fs::write(cache.peers_manifest(), text).unwrap();
+        // Recorded but not there: fetch.
+        assert!(cache.valid_peer().unwrap().is_none());
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, b"u-boot").unwrap();
+        assert_eq!(cache.valid_peer().unwrap(), Some(record));
+        fs::write(&path, b"u-boot, modified").unwrap();
+        assert!(matches!(
+            cache.valid_peer(),
+            Err(AssetError::Changed { .. })
+        ));
+        // The Linux assets' manifest is untouched and still complete.
+        assert!(matches!(cache.state().unwrap(), State::Ready(_)));
         fs::remove_dir_all(&cache.dir).unwrap();
     }
 

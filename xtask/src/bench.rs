@@ -23,6 +23,8 @@ pub mod boot;
 pub mod console;
 pub mod payload;
 pub mod pi;
+pub mod size;
+pub mod uboot;
 
 use std::fmt::{self, Write as _};
 use std::path::Path;

@@ -505,6 +505,12 @@ pub fn objcopy_binary(elf: &Path, out: &Path, quiet: bool) -> anyhow::Result<()>
 /// `llvm-objcopy` from the toolchain's `llvm-tools` component:
 /// `$(rustc --print sysroot)/lib/rustlib/<host>/bin/llvm-objcopy`.
 pub fn llvm_objcopy() -> anyhow::Result<PathBuf> {
+    llvm_tool("llvm-objcopy")
+}
+
+/// A program of the toolchain's `llvm-tools` component (`llvm-objcopy`, `llvm-size`,
+/// `llvm-nm`): `$(rustc --print sysroot)/lib/rustlib/<host>/bin/<name>`.
+pub fn llvm_tool(name: &str) -> anyhow::Result<PathBuf> {
     let rustc = |args: &[&str]| -> anyhow::Result<String> {
         // Run in the workspace so that rust-toolchain.toml picks the toolchain.
         let out = Command::new("rustc")
@@ -526,7 +532,8 @@ pub fn llvm_objcopy() -> anyhow::Result<PathBuf> {
     let path = Path::new(sysroot.trim())
         .join("lib/rustlib")
         .join(host.trim())
-        .join("bin/llvm-objcopy");
+        .join("bin")
+        .join(name);
     if !path.is_file() {
         bail!(
             "{} not found: install the llvm-tools component (`rustup component add llvm-tools`; \

@@ -18,7 +18,8 @@
 //! - [`checks`]: the steps of `cargo xtask test`, the same ones CI runs.
 //! - [`bench`]: `cargo xtask bench`, the relocation figures, with its payloads
 //!   ([`bench::payload`], encoded with [`a64`]) and the console lines it reads, and the
-//!   Linux boot time through hypstub against QEMU's own boot ([`bench::boot`]).
+//!   Linux boot time through hypstub and U-Boot against QEMU's own boot ([`bench::boot`],
+//!   [`bench::uboot`]).
 //! - [`assets`]: the Linux test assets by Debian package name (kernel, busybox), fetched
 //!   through a private APT configuration into a cache checked by SHA-256, and the
 //!   initramfs built from them; [`linux`]: the Linux machine and what its `/init` reports.

@@ -133,9 +133,9 @@ enum Cmd {
     ///
     /// Relocation: 16, 64 and 256 MiB payloads, copied with the EL2 MMU on and off, under
     /// -icount shift=0 (guest instructions, repeatable) and on the wall clock (median of
-    /// --runs). Boot: the time from starting QEMU to the initramfs's last line, through
-    /// hypstub against QEMU's own direct boot of the same kernel, alternating, median of
-    /// --boot-runs each. Prints tables and the target lines.
+    /// --runs). Boot: the time from starting QEMU to Linux's first line, through hypstub,
+    /// through U-Boot and by QEMU's own direct boot of the same kernel, in rotating rounds,
+    /// median of --boot-runs each. Prints tables and the target lines.
     Bench {
         /// Only the relocation part.
         #[arg(long)]
@@ -147,6 +147,10 @@ enum Cmd {
         /// raspi4b under -icount shift=0, one run each (guest instructions, repeatable).
         #[arg(long, conflicts_with_all = ["reloc", "boot"])]
         pi: bool,
+        /// Only the sizes: hypstub.bin and kernel8.img, their ELF sections and the RAM the
+        /// stub keeps after the hand-off with hypstub.el=1, against 128 KiB and 32 KiB.
+        #[arg(long, conflicts_with_all = ["reloc", "boot", "pi"])]
+        size: bool,
         /// Timed Linux boots of each kind (the median is reported).
         #[arg(long, value_name = "N", default_value_t = bench::boot::DEFAULT_RUNS, value_parser = clap::value_parser!(u32).range(1..))]
         boot_runs: u32,
@@ -394,9 +398,13 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
             boot,
             boot_runs,
             pi,
+            size,
         } => {
             if pi {
                 return bench_pi();
+            }
+            if size {
+                return bench_size();
             }
             // Neither flag (or both): both parts.
             let (do_reloc, do_boot) = (reloc || !boot, boot || !reloc);
@@ -682,30 +690,60 @@ fn bench_reloc(
     }
 }
 
-/// The Linux boot part of `bench`: prints the machine, the table and the target line.
+/// The Linux boot part of `bench`: gets U-Boot and writes its environment, prints the
+/// machines, the table, the added times and the target line.
 fn bench_boot(
     qemu: &Qemu,
-    firmware: &Path,
+    hypstub: &Path,
     files: &assets::LinuxAssets,
     runs: u32,
 ) -> anyhow::Result<()> {
-    let example = bench::boot::machine(bench::boot::Kind::Hypstub, firmware, files);
+    use bench::boot::{self, Kind};
+    let firmware = boot::Firmware {
+        hypstub: hypstub.to_owned(),
+        uboot: assets::uboot()?,
+        uboot_env: xtask::output_dir().join("bench").join("u-boot-env.img"),
+    };
+    boot::write_uboot_env(&firmware.uboot_env)?;
     println!(
-        "\nLinux boot, hypstub: {}",
-        display_command(&example.captured_command(qemu))
+        "\nU-Boot's environment ({}, {} bytes of flash bank 1, CRC-32 checked):\n{}",
+        firmware.uboot_env.display(),
+        bench::uboot::ENV_SIZE,
+        bench::uboot::describe(&bench::uboot::ENV)
     );
-    let direct = bench::boot::machine(bench::boot::Kind::Direct, firmware, files);
-    println!(
-        "Linux boot, direct:  {}\n",
-        display_command(&direct.captured_command(qemu))
-    );
-    let report = bench::boot::run(qemu, firmware, files, runs)?;
+    for kind in Kind::ALL {
+        let machine = boot::machine(kind, &firmware, files);
+        println!(
+            "Linux boot, {}: {}",
+            kind.name(),
+            display_command(&machine.captured_command(qemu))
+        );
+    }
+    println!();
+    let report = boot::run(qemu, &firmware, files, runs)?;
     println!("{}", report.table());
+    println!("{}", report.added_line());
     println!("{}", report.target_line());
     if let Some(line) = report.firmware_line() {
         println!("{line}");
     }
     Ok(())
+}
+
+/// `cargo xtask bench --size`: both boards' images, release builds.
+fn bench_size() -> anyhow::Result<ExitCode> {
+    use bench::size::{self, Layout};
+    for (board, layout) in [(Board::QemuVirt, Layout::Flash), (Board::Rpi4, Layout::Ram)] {
+        let built = image::build_firmware(board, BuildOptions::default())?;
+        let report = size::measure(&built, layout)?;
+        println!(
+            "\n{} ({}):\n{}",
+            board.name(),
+            built.elf.display(),
+            report.block()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `cargo xtask bench --pi`.

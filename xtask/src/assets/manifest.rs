@@ -32,11 +32,20 @@ pub enum Role {
     Busybox,
     /// The initramfs xtask builds from busybox and its `/init` script.
     Initramfs,
+    /// U-Boot for QEMU `virt` (`usr/lib/u-boot/qemu_arm64/u-boot.bin` of `u-boot-qemu`),
+    /// the boot bench's peer; fetched only by the bench.
+    UBoot,
 }
 
 impl Role {
     /// Every role, in manifest order.
-    pub const ALL: [Role; 4] = [Role::Kernel, Role::Rpi4Dtb, Role::Busybox, Role::Initramfs];
+    pub const ALL: [Role; 5] = [
+        Role::Kernel,
+        Role::Rpi4Dtb,
+        Role::Busybox,
+        Role::Initramfs,
+        Role::UBoot,
+    ];
 
     /// The name in the manifest.
     pub fn name(self) -> &'static str {
@@ -45,6 +54,7 @@ impl Role {
             Role::Rpi4Dtb => "rpi4-dtb",
             Role::Busybox => "busybox",
             Role::Initramfs => "initramfs",
+            Role::UBoot => "u-boot",
         }
     }
 }
