@@ -20,10 +20,11 @@ pub use el2_stub::regs::pa_range_bits;
 /// Logs the options in effect and the command line they came from.
 pub fn report_options(opts: &Options, raw: &str) {
     info!(
-        "options: el={} copy={:?} verify={} log={} (command line \"{raw}\")",
+        "options: el={} copy={:?} verify={} inplace={} log={} (command line \"{raw}\")",
         if opts.el == El::One { 1 } else { 2 },
         opts.copy,
         if opts.verify { "on" } else { "off" },
+        if opts.inplace { "on" } else { "off" },
         opts.log
     );
 }

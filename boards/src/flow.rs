@@ -167,7 +167,8 @@ pub trait Board {
     }
 
     /// Fills the staging `runs` of a part whose [`Source::Device`] writes them itself,
-    /// with its own cache maintenance.
+    /// with its own cache maintenance; when the part is loaded in place (`hypstub.inplace`),
+    /// `runs` is its destination, in whole pages, clear of everything the firmware uses.
     ///
     /// # Errors
     /// The device failed.
@@ -396,10 +397,15 @@ pub fn prepare<B: Board>(
     );
 
     // Staging pages in free RAM, none inside a destination, none where the firmware still
-    // is; the whole image span is busy too (its .bss is the payload's from its first
-    // instruction), and so is where the payload's bytes are now (a FIT).
+    // is; the image span past the image's bytes is busy too (its .bss is the payload's from
+    // its first instruction; the bytes themselves are a destination), and so is where the
+    // payload's bytes are now (a FIT). Not the destinations: one the firmware's RAM leaves
+    // free may be loaded in place.
     let mut busy = memory.busy.clone();
-    busy.push(image.clone());
+    let bss = (image.start + size).div_ceil(4096) * 4096..image.end;
+    if bss.start < bss.end {
+        busy.push(bss);
+    }
     busy.extend(payload.source.iter().cloned());
     let console = board.engine_console();
     let layout = Layout {
@@ -436,6 +442,7 @@ pub fn prepare<B: Board>(
             el,
             copy: opts.copy,
             verify: opts.verify,
+            in_place: opts.inplace,
             psci_stop: B::HAS_PSCI,
         },
         written: memory.written,
@@ -452,8 +459,11 @@ fn bytes<'a>(s: &Source<'a>) -> Bytes<'a> {
 #[cfg(all(target_arch = "aarch64", feature = "test-corrupt-staging"))]
 fn corrupt_first_staged_page(runs: &[Range<u64>], written: &mut Vec<Range<u64>>) {
     let p = runs[0].start;
+    // The first page the payload's bytes were written to: its staging, or its destination
+    // when it was loaded in place (the digest was taken there; the engine must refuse).
     log::warn!("test hook: corrupting the staged byte at {p:#x} after planning");
-    // SAFETY: the first staging page of the payload, mapped as data.
+    // SAFETY: the first staging (or in-place destination) page of the payload, mapped as
+    // data.
     unsafe { (p as *mut u8).write_volatile(!(p as *const u8).read_volatile()) };
     written.push(p..p + 4096);
 }
@@ -574,8 +584,9 @@ mod tests {
             .iter()
             .map(|s| (s.name, s.dest.clone()))
             .collect();
-        // The image at the base of RAM (text_offset 0), its whole image_size busy; the
-        // initrd and the DTB each on the next page.
+        // The image at the base of RAM (text_offset 0), the rest of its image_size (its
+        // .bss) busy, its bytes a destination (which may be loaded in place); the initrd
+        // and the DTB each on the next page.
         assert_eq!(dests[0], ("payload", 0x4000_0000..0x4000_3000));
         assert_eq!(dests[1], ("initrd", 0x4000_5000..0x4000_6800));
         assert_eq!(dests[2].0, "dtb");
@@ -584,7 +595,8 @@ mod tests {
         assert_eq!(plan.entry.regs, [0x4000_7000, 0, 0, 0]);
         assert_eq!(plan.entry.el, El::Two);
         assert!(plan.entry.psci_stop);
-        assert!(plan.layout.busy.contains(&(0x4000_0000..0x4000_5000)));
+        assert!(plan.layout.busy.contains(&(0x4000_3000..0x4000_5000)));
+        assert!(!plan.layout.busy.contains(&(0x4000_0000..0x4000_5000)));
         assert!(
             plan.layout.protected.is_empty(),
             "at EL2 the stub's RAM is the payload's"

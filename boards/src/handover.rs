@@ -26,7 +26,9 @@ pub enum Bytes<'a> {
     /// These bytes, which the CPU copies into the staging pages (and which are then cleaned).
     Copy(&'a [u8]),
     /// A device fills the staging pages itself (fw_cfg DMA), through the `load` callback of
-    /// `relocate`, with its own cache maintenance.
+    /// `relocate`, with its own cache maintenance; or, with [`PayloadEntry::in_place`] and
+    /// a destination clear of the firmware's RAM, the destination itself (no staging, no
+    /// copy: the engine only checks its digest).
     Device,
 }
 
@@ -52,6 +54,10 @@ pub struct PayloadEntry {
     pub copy: CopyMode,
     /// `hypstub.verify`.
     pub verify: bool,
+    /// `hypstub.inplace`: a [`Bytes::Device`] segment whose destination the planner finds
+    /// clear of the firmware's RAM is loaded straight into it
+    /// ([`reloc::plan::Planner::add_segment_in_place`]).
+    pub in_place: bool,
     /// The engine may power off with PSCI on a failure (the platform has PSCI).
     pub psci_stop: bool,
 }
@@ -78,8 +84,9 @@ pub struct Handoff {
 
 #[cfg(target_arch = "aarch64")]
 /// Stages `segments` with a planner over `layout`, fills them (`load` for
-/// [`Bytes::Device`] segments, given the segment's index and its staging runs), finishes the
-/// plan and cleans everything the engine reads to PoC. `tamper`, for test images only, may
+/// [`Bytes::Device`] segments, given the segment's index and its staging runs, or its
+/// destination when it is loaded in place), finishes the plan and cleans everything the
+/// engine reads to PoC. `tamper`, for test images only, may
 /// change staged pages after planning (it adds what it wrote to the list to clean).
 ///
 /// # Errors
@@ -97,7 +104,13 @@ pub fn relocate(
     let mut planner = Planner::new(layout, unsafe { IdentityMemory::new() })?;
     let mut ids = Vec::with_capacity(segments.len());
     for s in segments {
-        ids.push(planner.add_segment(s.name, s.dest.clone())?);
+        let direct =
+            entry.in_place && matches!(s.bytes, Bytes::Device) && planner.fits_in_place(&s.dest);
+        ids.push(if direct {
+            planner.add_segment_in_place(s.name, s.dest.clone())?
+        } else {
+            planner.add_segment(s.name, s.dest.clone())?
+        });
     }
     let runs = planner.stage()?;
     let mut written: Vec<Range<u64>> = Vec::new();
@@ -125,7 +138,7 @@ pub fn relocate(
     }
     info!(
         "reloc: {} bytes staged in {} pages; {} list pages, {} page-table pages; engine at {:#x}, argument block at {:#x}; copy with the MMU {}",
-        ready.bytes,
+        ready.bytes - ready.in_place.iter().map(|(_, r)| r.end - r.start).sum::<u64>(),
         ready.staging_pages,
         ready.list_pages,
         ready.table_pages,
@@ -133,6 +146,12 @@ pub fn relocate(
         ready.args,
         if entry.copy == CopyMode::Mmu { "and caches on" } else { "off" }
     );
+    for (name, r) in &ready.in_place {
+        info!(
+            "reloc: {name} loaded in place at {:#x}..{:#x}: not staged, not copied; the engine checks its digest",
+            r.start, r.end
+        );
+    }
     #[cfg(feature = "test-skip-args-clean")]
     let ready = skip_args_clean(ready);
     // What the engine reads with its MMU off, or copies, must be in memory.

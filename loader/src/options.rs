@@ -20,7 +20,7 @@ pub const LINUX_COMMAND_LINE_SIZE: usize = 2048;
 const PREFIX: &str = "hypstub.";
 
 /// The option names, for error messages.
-const KNOWN: &str = "hypstub.el, hypstub.copy, hypstub.verify, hypstub.log";
+const KNOWN: &str = "hypstub.el, hypstub.copy, hypstub.verify, hypstub.inplace, hypstub.log";
 
 /// The exception level the payload is entered at (`hypstub.el`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +52,10 @@ pub struct Options {
     /// `hypstub.verify=on|off` (default on): check digests of the copied
     /// payload before entering it.
     pub verify: bool,
+    /// `hypstub.inplace=on|off` (default on): a kernel or initrd a device loads (fw_cfg
+    /// DMA) goes straight to its destination when that is free RAM, and the engine only
+    /// checks its digest; `off` stages and copies it like every other part.
+    pub inplace: bool,
     /// `hypstub.log=error|warn|info|debug|trace` (default info): the
     /// console's log level.
     pub log: LevelFilter,
@@ -63,6 +67,7 @@ impl Default for Options {
             el: El::Two,
             copy: CopyMode::Mmu,
             verify: true,
+            inplace: true,
             log: LevelFilter::Info,
         }
     }
@@ -190,6 +195,13 @@ fn apply(options: &mut Options, option: &str) -> Result<(), OptionError> {
                 _ => return Err(bad("verify", "on, off")),
             }
         }
+        "inplace" => {
+            options.inplace = match value {
+                "on" => true,
+                "off" => false,
+                _ => return Err(bad("inplace", "on, off")),
+            }
+        }
         "log" => {
             options.log = match value {
                 "error" => LevelFilter::Error,
@@ -207,7 +219,7 @@ fn apply(options: &mut Options, option: &str) -> Result<(), OptionError> {
 
 /// Whether `name` (without `hypstub.`) is an option.
 fn is_known(name: &str) -> bool {
-    matches!(name, "el" | "copy" | "verify" | "log")
+    matches!(name, "el" | "copy" | "verify" | "inplace" | "log")
 }
 
 /// A word as Linux reads its name: without a leading quote.
@@ -280,7 +292,7 @@ mod tests {
     fn all_options_removed() {
         let (o, rest) = parse(
             "  hypstub.el=1 console=ttyAMA0\thypstub.copy=nommu  earlycon \
-             hypstub.verify=off hypstub.log=trace  ",
+             hypstub.verify=off hypstub.inplace=off hypstub.log=trace  ",
         )
         .unwrap();
         assert_eq!(
@@ -289,6 +301,7 @@ mod tests {
                 el: El::One,
                 copy: CopyMode::NoMmu,
                 verify: false,
+                inplace: false,
                 log: LevelFilter::Trace
             }
         );
@@ -321,6 +334,14 @@ mod tests {
                 "hypstub.verify=off",
                 Options {
                     verify: false,
+                    ..Options::default()
+                },
+            ),
+            ("hypstub.inplace=on", Options::default()),
+            (
+                "hypstub.inplace=off",
+                Options {
+                    inplace: false,
                     ..Options::default()
                 },
             ),

@@ -16,6 +16,13 @@
 //!    block's address and the ranges to clean to the Point of Coherency
 //!    ([`clean_for_engine`]) before the HVC.
 //!
+//! A segment added with [`Planner::add_segment_in_place`] has no staging: its bytes are
+//! written straight into its destination (fw_cfg DMA) and the engine copies nothing for it,
+//! but still checks its digest, which [`Planner::finish`] computes over the destination. Its
+//! destination must also be clear of the busy ranges (the EL1 stage still runs there), and
+//! like every destination it is never in the pool, so no source page, list page, table or
+//! block lies in it and no copy of another segment lands on it.
+//!
 //! Because every page the engine reads (staging, list, tables, block, its own code) comes
 //! from the pool, none lies in a destination: the copy, in list order, never overwrites
 //! anything it has yet to read (the "safe pages" rule of Linux's kexec). Busy pages (the EL1
@@ -98,6 +105,9 @@ pub struct Ready {
     /// table pages, the argument block page. Clean them to the PoC before the HVC
     /// ([`clean_for_engine`]).
     pub clean: Vec<Range<u64>>,
+    /// The destinations of the segments loaded in place (name, destination), in the order
+    /// they were added: the engine copies nothing for them, only checks their digests.
+    pub in_place: Vec<(&'static str, Range<u64>)>,
     /// The staging runs of every segment. They are not in `clean`, which assumes they were
     /// filled by DMA; a caller that filled them with CPU stores must clean them too (pass
     /// them as `extra` to [`clean_for_engine`]).
@@ -108,7 +118,7 @@ pub struct Ready {
     pub staging_pages: usize,
     /// Page-list pages.
     pub list_pages: usize,
-    /// Bytes of payload (the segments' lengths, not rounded).
+    /// Bytes of payload (the segments' lengths, not rounded), in place ones included.
     pub bytes: u64,
     /// The argument block as written at `args`.
     pub block: ArgBlock,
@@ -222,6 +232,21 @@ pub enum PlanError {
         /// Its end, rounded up to a page.
         other_end: u64,
     },
+    /// A destination to be loaded in place overlaps a busy range: the EL1 stage still uses
+    /// that memory, so nothing may be written there before the engine runs.
+    #[error("segment {name}: destination {start:#x}..{end:#x} (whole pages) overlaps the busy range {busy_start:#x}..{busy_end:#x}, so it cannot be loaded in place")]
+    InPlaceBusy {
+        /// The segment's name.
+        name: &'static str,
+        /// Destination start.
+        start: u64,
+        /// Destination end, rounded up to a page.
+        end: u64,
+        /// The busy range's start.
+        busy_start: u64,
+        /// Its end.
+        busy_end: u64,
+    },
     /// The payload needs more staging than there is free memory.
     #[error("payload needs {needed:#x} bytes of staging but only {free:#x} bytes of RAM are free (RAM minus protected, busy and destination pages)")]
     TooLarge {
@@ -315,8 +340,10 @@ pub enum PlanError {
 struct Segment {
     name: &'static str,
     dest: Range<u64>,
-    /// Staging runs (byte addresses), filled in by `stage`.
+    /// Staging runs (byte addresses), filled in by `stage`; none when `in_place`.
     staging: Vec<Range<u64>>,
+    /// Loaded straight into `dest`: no staging, no copy, only the digest check.
+    in_place: bool,
 }
 
 impl Segment {
@@ -327,6 +354,15 @@ impl Segment {
 
     fn page_count(&self) -> u64 {
         (self.pages().end - self.pages().start) / PAGE_SIZE
+    }
+
+    /// Pages the engine copies for it: none when loaded in place.
+    fn copied_pages(&self) -> u64 {
+        if self.in_place {
+            0
+        } else {
+            self.page_count()
+        }
     }
 }
 
@@ -426,6 +462,39 @@ impl<M: Memory> Planner<M> {
         name: &'static str,
         dest: Range<u64>,
     ) -> Result<usize, PlanError> {
+        self.add(name, dest, false)
+    }
+
+    /// Whether `dest` could be loaded in place: it is clear of every busy range (the
+    /// [`add_segment`](Self::add_segment) checks come on top).
+    #[must_use]
+    pub fn fits_in_place(&self, dest: &Range<u64>) -> bool {
+        let pages = dest.start..page_end(dest.end);
+        !self.busy.iter().any(|b| overlaps(b, &pages))
+    }
+
+    /// Adds a segment whose bytes the caller writes straight into `dest` (after
+    /// [`stage`](Self::stage), which returns `dest`'s pages as its one run) and returns its
+    /// index. The engine copies nothing for it; with digests it checks the digest that
+    /// [`finish`](Self::finish) computes over `dest`, after all copies.
+    ///
+    /// # Errors
+    /// Those of [`add_segment`](Self::add_segment), and [`PlanError::InPlaceBusy`] when
+    /// `dest` overlaps a busy range (see [`fits_in_place`](Self::fits_in_place)).
+    pub fn add_segment_in_place(
+        &mut self,
+        name: &'static str,
+        dest: Range<u64>,
+    ) -> Result<usize, PlanError> {
+        self.add(name, dest, true)
+    }
+
+    fn add(
+        &mut self,
+        name: &'static str,
+        dest: Range<u64>,
+        in_place: bool,
+    ) -> Result<usize, PlanError> {
         if self.pool.is_some() {
             return Err(PlanError::OutOfOrder {
                 call: "add_segment after stage",
@@ -451,6 +520,7 @@ impl<M: Memory> Planner<M> {
             name,
             dest,
             staging: Vec::new(),
+            in_place,
         };
         let pages = seg.pages();
         if !self
@@ -484,6 +554,17 @@ impl<M: Memory> Planner<M> {
                 other_end: other.pages().end,
             });
         }
+        if in_place {
+            if let Some(b) = self.busy.iter().find(|b| overlaps(b, &pages)) {
+                return Err(PlanError::InPlaceBusy {
+                    name,
+                    start: pages.start,
+                    end: pages.end,
+                    busy_start: b.start,
+                    busy_end: b.end,
+                });
+            }
+        }
         self.segments.push(seg);
         Ok(self.segments.len() - 1)
     }
@@ -493,7 +574,8 @@ impl<M: Memory> Planner<M> {
     /// each segment's staging: runs of pages, in order, whose concatenation receives the
     /// segment's bytes (its length rounded up to whole pages). Large power-of-two blocks are
     /// taken first, so the runs are few and long. Returns the runs per segment, in the order
-    /// the segments were added.
+    /// the segments were added; a segment loaded in place gets its destination's pages as
+    /// its one run, to be filled directly.
     ///
     /// # Errors
     /// [`PlanError::TooLarge`] when the segments need more pages than are free, or a call
@@ -526,14 +608,14 @@ impl<M: Memory> Planner<M> {
         pool::subtract(&mut free, 0..1);
         let mut pool = Pool::new(&free);
 
-        let needed: u64 = self.segments.iter().map(Segment::page_count).sum();
+        let needed: u64 = self.segments.iter().map(Segment::copied_pages).sum();
         if needed > pool.free_pages() {
             return Err(PlanError::TooLarge {
                 needed: needed * PAGE_SIZE,
                 free: pool.free_pages() * PAGE_SIZE,
             });
         }
-        for seg in &mut self.segments {
+        for seg in self.segments.iter_mut().filter(|s| !s.in_place) {
             let pages = seg.page_count();
             let runs = pool.alloc_runs(pages).ok_or(PlanError::OutOfPages {
                 what: "staging",
@@ -546,7 +628,17 @@ impl<M: Memory> Planner<M> {
                 .collect();
         }
         self.pool = Some(pool);
-        Ok(self.segments.iter().map(|s| s.staging.clone()).collect())
+        Ok(self
+            .segments
+            .iter()
+            .map(|s| {
+                if s.in_place {
+                    alloc::vec![s.pages()]
+                } else {
+                    s.staging.clone()
+                }
+            })
+            .collect())
     }
 
     /// Writes everything the engine reads and checks it (see the
@@ -615,6 +707,7 @@ impl<M: Memory> Planner<M> {
         let entries: usize = self
             .segments
             .iter()
+            .filter(|s| !s.in_place)
             .map(|s| 1 + s.page_count() as usize)
             .sum();
         // One page at a time (the list pages need not be contiguous), reporting them all.
@@ -646,10 +739,10 @@ impl<M: Memory> Planner<M> {
         page[..req.engine.len()].copy_from_slice(req.engine);
         mem::write(mem, control, &page);
 
-        // The page list: per segment one IND_DESTINATION, then one IND_SOURCE per staging
-        // page in order.
+        // The page list: per staged segment one IND_DESTINATION, then one IND_SOURCE per
+        // staging page in order; nothing for a segment loaded in place.
         let mut writer = ListWriter::new(list_pages.clone())?;
-        for seg in &self.segments {
+        for seg in self.segments.iter().filter(|s| !s.in_place) {
             writer.push(mem, list::destination(seg.dest.start))?;
             for src in staging_pages(&seg.staging) {
                 writer.push(mem, list::source(src))?;
@@ -657,7 +750,9 @@ impl<M: Memory> Planner<M> {
         }
         let head = writer.finish(mem)?;
 
-        // The digests: Hash64 of each segment's staged bytes (its real length).
+        // The digests: Hash64 of each segment's staged bytes (its real length), or of its
+        // destination when it was loaded in place (the engine checks it after every copy:
+        // nothing may have clobbered it).
         if let Some(at) = &digests {
             let mut bytes = Vec::with_capacity(digest_bytes as usize);
             for seg in &self.segments {
@@ -735,6 +830,12 @@ impl<M: Memory> Planner<M> {
             args: block_page,
             engine_entry: control,
             clean,
+            in_place: self
+                .segments
+                .iter()
+                .filter(|s| s.in_place)
+                .map(|s| (s.name, s.dest.clone()))
+                .collect(),
             staging_pages: staging
                 .iter()
                 .map(|r| ((r.end - r.start) / PAGE_SIZE) as usize)
@@ -848,7 +949,7 @@ fn compare_copies(expected: &[(u64, u64)], found: &[(u64, u64)]) -> Result<(), P
 
 /// Every `(destination, source)` page copy the list must make, in order.
 fn expected_copies(segments: &[Segment]) -> impl ExactSizeIterator<Item = (u64, u64)> + '_ {
-    let total: usize = segments.iter().map(|s| s.page_count() as usize).sum();
+    let total: usize = segments.iter().map(|s| s.copied_pages() as usize).sum();
     let it = segments.iter().flat_map(|s| {
         staging_pages(&s.staging)
             .enumerate()
@@ -885,12 +986,19 @@ fn staging_pages(runs: &[Range<u64>]) -> impl Iterator<Item = u64> + '_ {
         .flat_map(|r| r.clone().step_by(PAGE_SIZE as usize))
 }
 
-/// The digest of `seg`'s destination: Hash64 over its staged bytes (its real length).
+/// The digest of `seg`'s destination: Hash64 over its staged bytes (its real length), or
+/// over the destination itself when it was loaded in place.
 fn segment_digest<M: Memory + ?Sized>(mem: &M, seg: &Segment) -> Digest {
     let len = seg.dest.end - seg.dest.start;
     let mut hash = Hash64::new();
     let mut left = len;
-    for run in &seg.staging {
+    let in_place = [seg.dest.clone()];
+    let runs: &[Range<u64>] = if seg.in_place {
+        &in_place
+    } else {
+        &seg.staging
+    };
+    for run in runs {
         let n = left.min(run.end - run.start);
         mem::read_each(mem, run.start, n, |b| hash.update(b));
         left -= n;

@@ -599,19 +599,29 @@ fn digest_is_hash64_of_the_segment() {
         fill(p.memory_mut(), runs, data);
     }
     let ready = p.finish(req(0x4020_0000)).unwrap();
-    let at = ready.block.digests;
-    for (i, ((_, dest), data)) in segs.iter().zip(&payloads).enumerate() {
+    check_digests(&mem, ready.block.digests, &segs, &payloads);
+}
+
+/// The digest array at `at` holds, per segment, its destination, its length and the
+/// Hash64 of its bytes.
+fn check_digests(
+    mem: &FakeMemory,
+    at: u64,
+    segs: &[(&'static str, Range<u64>)],
+    payloads: &[Vec<u8>],
+) {
+    for (i, ((_, dest), data)) in segs.iter().zip(payloads).enumerate() {
         let d = at + i as u64 * args::offsets::DIGEST_SIZE as u64;
         assert_eq!(
-            read_u64(&mem, d + args::offsets::DIGEST_START as u64),
+            read_u64(mem, d + args::offsets::DIGEST_START as u64),
             dest.start
         );
         assert_eq!(
-            read_u64(&mem, d + args::offsets::DIGEST_LEN as u64),
+            read_u64(mem, d + args::offsets::DIGEST_LEN as u64),
             dest.end - dest.start
         );
         assert_eq!(
-            read_u64(&mem, d + args::offsets::DIGEST_HASH64 as u64),
+            read_u64(mem, d + args::offsets::DIGEST_HASH64 as u64),
             hash64(data),
             "segment {i}"
         );
@@ -1057,4 +1067,185 @@ fn absurd_addresses_are_errors_not_panics() {
     );
     let e = plan(virt_1g(), &segs, |_| req(u64::MAX)).unwrap_err();
     assert!(matches!(e, PlanError::Args(_)));
+}
+
+// ---------------------------------------------------------------------------------------
+// Segments loaded in place: a destination with no staging and no copy, only a digest.
+
+/// A finished plan, its memory, the runs `stage` gave, the segments.
+type InPlacePlan = (
+    Ready,
+    FakeMemory,
+    Vec<Vec<Range<u64>>>,
+    [(&'static str, Range<u64>); 3],
+);
+
+/// The kernel and the initrd in place, the DTB staged, in [`virt_1g`].
+fn in_place_plan(payloads: &[Vec<u8>; 3]) -> InPlacePlan {
+    let segs = linux_segments();
+    let mut mem = fake(&virt_1g());
+    let mut p = Planner::new(virt_1g(), &mut mem).unwrap();
+    for (i, (name, dest)) in segs.iter().enumerate() {
+        let id = if i < 2 {
+            assert!(p.fits_in_place(dest));
+            p.add_segment_in_place(name, dest.clone()).unwrap()
+        } else {
+            p.add_segment(name, dest.clone()).unwrap()
+        };
+        assert_eq!(id, i);
+    }
+    let runs = p.stage().unwrap();
+    for (r, data) in runs.iter().zip(payloads) {
+        fill(p.memory_mut(), r, data);
+    }
+    let ready = p.finish(req(0x4020_0000)).unwrap();
+    (ready, mem, runs, segs)
+}
+
+fn in_place_payloads() -> [Vec<u8>; 3] {
+    let segs = linux_segments();
+    core::array::from_fn(|k| {
+        let d = &segs[k].1;
+        (0..d.end - d.start)
+            .map(|i| (i.wrapping_mul(2654435761) >> (k + 5)) as u8)
+            .collect()
+    })
+}
+
+#[test]
+fn in_place_segments_are_their_own_run_and_get_no_copy() {
+    let payloads = in_place_payloads();
+    let (ready, mem, runs, segs) = in_place_plan(&payloads);
+    // The in-place segments' one run is their destination, in whole pages.
+    assert_eq!(runs[0], vec![0x4020_0000..0x40a0_0000]);
+    assert_eq!(runs[1], vec![0x4800_0000..0x4830_1000]);
+    assert_eq!(
+        ready.in_place,
+        vec![
+            ("kernel", 0x4020_0000..0x40a0_0000),
+            ("initrd", 0x4800_0000..0x4830_0123)
+        ]
+    );
+    // Only the DTB is staged and copied.
+    assert_eq!(ready.staging, runs[2]);
+    assert_eq!(ready.staging_pages, 2);
+    let walked = list::walk(&mem, ready.block.head, 100).unwrap();
+    let src: Vec<u64> = runs[2]
+        .iter()
+        .flat_map(|r| r.clone().step_by(PAGE_SIZE as usize))
+        .collect();
+    assert_eq!(walked, vec![(0x4400_0000, src[0]), (0x4400_1000, src[1])]);
+    assert_eq!(ready.list_pages, 1);
+    // Nothing the engine reads lies in an in-place destination.
+    for r in ready.clean.iter().chain(&ready.staging) {
+        for (_, d) in &segs[..2] {
+            assert!(!overlaps(r, d), "{r:x?} in {d:x?}");
+        }
+    }
+    assert_eq!(ready.bytes, 0x80_0000 + 0x30_0123 + 0x2000);
+}
+
+#[test]
+fn in_place_digests_are_of_the_destination() {
+    let payloads = in_place_payloads();
+    let (ready, mem, _, segs) = in_place_plan(&payloads);
+    assert_eq!(ready.block.digest_count, 3);
+    check_digests(&mem, ready.block.digests, &segs, &payloads);
+    // An in-place destination holds what was hashed (the DTB's is written by the engine).
+    for ((_, dest), data) in segs.iter().zip(&payloads).take(2) {
+        for (k, chunk) in data.chunks(PAGE_SIZE as usize).enumerate() {
+            let at = dest.start + k as u64 * PAGE_SIZE;
+            assert!(mem.bytes(at, chunk.len()) == chunk, "at {at:#x}");
+        }
+    }
+}
+
+#[test]
+fn in_place_destination_is_checked_like_any_other() {
+    let layout = virt_1g();
+    let mut mem = fake(&layout);
+    let mut p = Planner::new(layout, &mut mem).unwrap();
+    // Busy (the EL1 stage is still there): refused, and `fits_in_place` says so first.
+    let busy = 0x7eff_f000..0x7f00_1000;
+    assert!(!p.fits_in_place(&busy));
+    assert_eq!(
+        p.add_segment_in_place("kernel", busy.clone()).unwrap_err(),
+        PlanError::InPlaceBusy {
+            name: "kernel",
+            start: 0x7eff_f000,
+            end: 0x7f00_1000,
+            busy_start: 0x7f00_0000,
+            busy_end: 0x7fe0_0000
+        }
+    );
+    // The last page counts whole: one byte into a busy page is too much.
+    assert!(!p.fits_in_place(&(0x7efff000..0x7f00_0001)));
+    assert!(p.fits_in_place(&(0x7efff000..0x7f00_0000)));
+    // A staged segment may still go there (the engine writes it after the EL1 stage).
+    p.add_segment("kernel", busy).unwrap();
+    // Protected, outside RAM, overlapping another destination: the same errors as staged.
+    assert!(matches!(
+        p.add_segment_in_place("initrd", 0x400f_f000..0x4010_1000)
+            .unwrap_err(),
+        PlanError::DestProtected { what: "DTB", .. }
+    ));
+    assert!(matches!(
+        p.add_segment_in_place("initrd", 0x7fff_0000..0x8000_1000)
+            .unwrap_err(),
+        PlanError::DestOutsideRam { .. }
+    ));
+    assert!(matches!(
+        p.add_segment_in_place("initrd", 0x7f00_0000..0x7f00_1000)
+            .unwrap_err(),
+        PlanError::DestOverlap {
+            other: "kernel",
+            ..
+        }
+    ));
+    assert!(matches!(
+        p.add_segment_in_place("initrd", 0x4020_0001..0x4020_1000)
+            .unwrap_err(),
+        PlanError::UnalignedDest { .. }
+    ));
+    // A staged segment may not land on an in-place one either.
+    p.add_segment_in_place("initrd", 0x4800_0000..0x4810_0000)
+        .unwrap();
+    assert!(matches!(
+        p.add_segment("dtb", 0x480f_f000..0x4810_1000).unwrap_err(),
+        PlanError::DestOverlap {
+            other: "initrd",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn in_place_pages_are_never_staging_or_engine_pages() {
+    // RAM so tight that the pool is only what the in-place destination does not take:
+    // every page the engine reads must come from outside it.
+    let layout = Layout {
+        ram: vec![0x4000_0000..0x4040_0000],
+        protected: vec![(0x4000_0000..0x4010_0000, "DTB")],
+        busy: vec![0x4010_0000..0x4020_0000],
+        console: Some(0x0900_0000),
+        console_mini_uart: false,
+        pa_bits: 40,
+    };
+    let kernel = 0x4020_0000..0x403f_0000;
+    let mut mem = fake(&layout);
+    let mut p = Planner::new(layout.clone(), &mut mem).unwrap();
+    p.add_segment_in_place("kernel", kernel.clone()).unwrap();
+    p.add_segment("dtb", 0x403f_0000..0x403f_1000).unwrap();
+    let runs = p.stage().unwrap();
+    let ready = p.finish(req(0x4020_0000)).unwrap();
+    for r in ready.clean.iter().chain(&ready.staging).chain(&runs[1]) {
+        assert!(!overlaps(r, &kernel), "{r:x?}");
+        assert!(r.start >= 0x403f_1000, "{r:x?}");
+    }
+    // Staged, the same kernel needs staging the pool does not have.
+    let mut mem = fake(&layout);
+    let mut p = Planner::new(layout, &mut mem).unwrap();
+    p.add_segment("kernel", kernel).unwrap();
+    p.add_segment("dtb", 0x403f_0000..0x403f_1000).unwrap();
+    assert!(matches!(p.stage().unwrap_err(), PlanError::TooLarge { .. }));
 }

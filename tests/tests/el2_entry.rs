@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use hypstub_tests::{
     bench_payload_256mib, boot, boot_within, corrupt_staging_firmware, crc32c, el2_client,
-    el2_client_over_firmware, machine, pseudo_random_bytes, write_asset, BENCH_PAYLOAD_MARKER,
+    el2_client_over_firmware, machine, pseudo_random_bytes, write_asset, Boot,
+    BENCH_PAYLOAD_MARKER,
 };
 use xtask::bench::console;
 use xtask::runner::{Cpu, Gic, QemuRun};
@@ -47,14 +48,16 @@ fn client_machine(firmware: Option<&Path>, client: &Path, options: &str) -> Qemu
 }
 
 /// el2-client entered at EL2 passed every check, after a verified relocation.
-fn client_passes(name: &str, run: &QemuRun) {
-    boot(name, run)
+fn client_passes(name: &str, run: &QemuRun) -> Boot {
+    let booted = boot(name, run);
+    booted
         .assert_success()
         .assert_relocated()
         .assert_contains("el2-client: entered at EL2")
         .assert_contains("el2-client: ok initrd_intact")
         .assert_contains("el2-client: PASS")
         .assert_lacks("el2-client: FAIL");
+    booted
 }
 
 fn el2_client_case(name: &str, gic: Gic, cpu: Cpu, copy: &str) {
@@ -130,11 +133,13 @@ fn el2_client_nommu_gic2_cortex_a72() {
 
 /// el2-client at text_offset 0x120000 runs at 0x4012_0000, inside the EL1 stage's RAM
 /// (0x4012_0000..0x4020_0000) that planned the copy: everything the engine reads must
-/// have been staged elsewhere.
+/// have been staged elsewhere. It is not loaded in place either: the EL1 stage still runs
+/// there while fw_cfg reads it.
 #[test]
 fn el2_client_over_the_el1_stage() {
     let run = client_machine(None, el2_client_over_firmware(), "");
-    client_passes("el2_client_over_the_el1_stage", &run);
+    client_passes("el2_client_over_the_el1_stage", &run)
+        .assert_lacks("reloc: payload loaded in place");
 }
 
 #[test]
@@ -145,11 +150,14 @@ fn el2_client_over_the_el1_stage_nommu() {
 
 // ---- a large payload ----
 
-/// The 256 MiB bench payload on a 1 GiB machine: every page copied (the payload plus the
-/// DTB's page(s)), the digests checked, the payload entered.
+/// The 256 MiB bench payload on a 1 GiB machine, staged (`hypstub.inplace=off`): every page
+/// copied (the payload plus the DTB's page(s)), the digests checked, the payload entered.
 #[test]
 fn bench_payload_256mib_is_copied_and_entered() {
-    let run = machine().mem("1G").kernel(bench_payload_256mib());
+    let run = machine()
+        .mem("1G")
+        .kernel(bench_payload_256mib())
+        .append("hypstub.inplace=off");
     let booted = boot_within("bench_payload_256mib", &run, Duration::from_secs(120));
     booted
         .assert_success()

@@ -74,6 +74,7 @@ fn boot_linux(name: &str, run: &QemuRun) -> (Boot, InitReport) {
 /// Linux entered at EL2 on every CPU, with KVM.
 fn at_el2(name: &str, gic: Gic, cpu: Cpu) {
     let (boot, report) = boot_linux(name, &machine(gic, cpu, &[]));
+    loaded_in_place(&boot);
     // QEMU's `max` has FEAT_VHE, so KVM runs the host kernel at EL2 (VHE); the
     // Cortex-A72 has not, so KVM installs its nVHE hypervisor ("Hyp mode").
     let kvm = match cpu {
@@ -111,6 +112,32 @@ fn linux_el2_gic3_cortex_a72() {
 #[test]
 fn linux_el2_gic2_max() {
     at_el2("linux_el2_gic2_max", Gic::V2, Cpu::Max);
+}
+
+/// The kernel and the initrd went by fw_cfg DMA straight to their destinations (free RAM):
+/// the engine copied only the DTB's page(s), and still checked every digest.
+fn loaded_in_place(boot: &Boot) {
+    let copied = xtask::bench::console::engine_line(boot.log()).map(|e| e.bytes);
+    boot.assert_contains("reloc: payload loaded in place at 0x40200000..")
+        .assert_contains("reloc: initrd loaded in place at ")
+        .assert_that(
+            copied.is_some_and(|b| b > 0 && b < 1 << 20),
+            &format!("the engine copies only the DTB (under 1 MiB), copied {copied:?} bytes"),
+        );
+}
+
+/// `hypstub.inplace=off`: the kernel and the initrd are staged and copied like the DTB.
+#[test]
+fn linux_el2_staged_with_inplace_off() {
+    let (boot, _) = boot_linux(
+        "linux_el2_staged_with_inplace_off",
+        &machine(Gic::V3, Cpu::CortexA72, &["hypstub.inplace=off"]),
+    );
+    let copied = xtask::bench::console::engine_line(boot.log()).map(|e| e.bytes);
+    boot.assert_lacks("loaded in place").assert_that(
+        copied.is_some_and(|b| b > 32 << 20),
+        &format!("the engine copies the kernel and the initrd, copied {copied:?} bytes"),
+    );
 }
 
 /// Linux entered at EL1 on every CPU, under the resident stub, whose RAM it must leave

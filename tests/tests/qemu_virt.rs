@@ -182,14 +182,39 @@ fn rejects_payload_larger_than_ram() {
     .assert_lacks("bench payload: entered");
 }
 
-/// A payload that fits in RAM once but not twice: its destination fits, but the planner
-/// finds no room to stage the copy the engine would read, and says so before the HVC.
+/// A payload that fits in RAM once but not twice, staged (`hypstub.inplace=off`): its
+/// destination fits, but the planner finds no room to stage the copy the engine would read,
+/// and says so before the HVC.
 #[test]
 fn rejects_payload_without_room_to_stage() {
     boot(
         "rejects_payload_without_room_to_stage",
-        &machine().mem("384M").kernel(bench_payload_256mib()),
+        &machine()
+            .mem("384M")
+            .kernel(bench_payload_256mib())
+            .append("hypstub.inplace=off"),
     )
     .assert_rejected("reloc: ")
     .assert_lacks("bench payload: entered");
+}
+
+/// The same payload on the same machine by default: fw_cfg DMA loads it in place, so it
+/// needs no staging room; the engine copies only the DTB, checks the payload's digest and
+/// enters it.
+#[test]
+fn payload_that_fits_once_is_loaded_in_place() {
+    let booted = boot(
+        "payload_that_fits_once_is_loaded_in_place",
+        &machine().mem("384M").kernel(bench_payload_256mib()),
+    );
+    let copied = xtask::bench::console::engine_line(booted.log()).map(|e| e.bytes);
+    booted
+        .assert_success()
+        .assert_relocated()
+        .assert_contains("reloc: payload loaded in place at 0x40200000..")
+        .assert_that(
+            copied.is_some_and(|b| b > 0 && b < 1 << 20),
+            &format!("the engine copies only the DTB (under 1 MiB), copied {copied:?} bytes"),
+        )
+        .assert_contains("bench payload: entered");
 }

@@ -413,7 +413,9 @@ pub fn machine(image: &Path, payload: &Path, mode: CopyMode, icount: bool) -> Qe
     let run = QemuRun::new(image)
         .mem(MEM)
         .kernel(payload)
-        .append(format!("hypstub.copy={mode}"));
+        // Staged, so that the engine copies the whole payload (loaded in place it would
+        // copy only the DTB).
+        .append(format!("hypstub.copy={mode} hypstub.inplace=off"));
     if icount {
         run.arg("-icount").arg("shift=0")
     } else {
@@ -589,7 +591,7 @@ mod tests {
         assert_eq!(
             args.join(" "),
             "-M virt,virtualization=on,gic-version=3 -cpu max -smp 1 -m 1G -bios /fw.bin \
-             -kernel /p.bin -append hypstub.copy=nommu -icount shift=0"
+             -kernel /p.bin -append hypstub.copy=nommu hypstub.inplace=off -icount shift=0"
         );
     }
 }

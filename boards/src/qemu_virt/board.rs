@@ -205,8 +205,9 @@ impl Board for QemuVirtBoard {
 
     fn load(&mut self, part: Part, runs: &[Range<u64>]) -> Result<(), BootError> {
         match part {
-            // SAFETY: the planner's staging runs for this part: free RAM, mapped as data,
-            // written by nothing else until the engine runs.
+            // SAFETY: the planner's staging runs for this part, or its destination when it is
+            // loaded in place: free RAM (clear of the firmware's busy and protected ranges),
+            // mapped as data, written by nothing else until the engine runs.
             Part::Kernel => unsafe { self.fw.load_kernel_runs(runs) }?,
             // SAFETY: as above.
             Part::Initrd => unsafe { self.fw.load_initrd_runs(runs) }?,
