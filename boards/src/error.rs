@@ -102,10 +102,7 @@ pub fn human(bytes: u64) -> alloc::string::String {
     match bytes {
         0..1024 => alloc::format!("{bytes} bytes"),
         1024..0x10_0000 => alloc::format!("{bytes} bytes ({} KiB)", bytes.div_ceil(1024)),
-        _ => alloc::format!(
-            "{bytes} bytes ({:.1} MiB)",
-            bytes as f64 / f64::from(1u32 << 20)
-        ),
+        _ => alloc::format!("{bytes} bytes ({} MiB)", Mib(bytes, 1)),
     }
 }
 
@@ -115,6 +112,63 @@ pub fn mib(bytes: u64) -> alloc::string::String {
     if bytes.is_multiple_of(1 << 20) {
         alloc::format!("{} MiB", bytes >> 20)
     } else {
-        alloc::format!("{:.2} MiB", bytes as f64 / f64::from(1u32 << 20))
+        alloc::format!("{} MiB", Mib(bytes, 2))
+    }
+}
+
+/// `self.0` bytes in MiB with `self.1` decimals (1 or 2), rounded half to even as `{:.N}` of the
+/// `f64` quotient would, in integers: no float formatting code in the firmware.
+struct Mib(u64, u32);
+
+impl core::fmt::Display for Mib {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let scale = 10u128.pow(self.1);
+        let scaled = u128::from(self.0) * scale;
+        let (mut q, r) = (scaled >> 20, scaled & 0xf_ffff);
+        if r > 0x8_0000 || (r == 0x8_0000 && q & 1 == 1) {
+            q += 1;
+        }
+        let width = self.1 as usize;
+        write!(f, "{}.{:0width$}", q / scale, q % scale)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{human, mib};
+
+    #[test]
+    fn sizes_read_as_the_float_formatting_did() {
+        assert_eq!(human(1023), "1023 bytes");
+        assert_eq!(human(1025), "1025 bytes (2 KiB)");
+        assert_eq!(human(40 << 20), "41943040 bytes (40.0 MiB)");
+        assert_eq!(human(512 << 20), "536870912 bytes (512.0 MiB)");
+        assert_eq!(mib(32 << 20), "32 MiB");
+        for bytes in [
+            0x10_0000u64,
+            0x10_0001,
+            0x10_cccc,
+            0x10_cccd,
+            0x11_8000,
+            0x12_8000,
+            0x1f_ffff,
+            0x7fff_ffff,
+            0x1234_5678,
+            (1 << 20) * 3 / 2,
+            (1 << 20) + (1 << 20) / 20,
+            (1 << 20) + (1 << 20) / 40,
+            (3 << 20) + (3 << 20) / 40,
+            u64::from(u32::MAX) * 3,
+        ] {
+            let f = bytes as f64 / f64::from(1u32 << 20);
+            assert_eq!(
+                human(bytes),
+                format!("{bytes} bytes ({f:.1} MiB)"),
+                "{bytes:#x}"
+            );
+            if !bytes.is_multiple_of(1 << 20) {
+                assert_eq!(mib(bytes), format!("{f:.2} MiB"), "{bytes:#x}");
+            }
+        }
     }
 }

@@ -473,7 +473,7 @@ mod tests {
     use super::*;
 
     const RAM: Range<u64> = 0x4000_0000..0x6000_0000;
-    const RESIDENT: Range<u64> = 0x4010_0000..0x4012_0000;
+    const RESIDENT: Range<u64> = 0x4010_0000..0x4010_8000;
     /// QEMU virt's own DTB (`-machine dumpdtb`), as the firmware finds it.
     const QEMU_DTB: &[u8] = include_bytes!("../../loader/tests/data/qemu-virt-gicv3.dtb");
 

@@ -394,7 +394,7 @@ mod tests {
         clippy::single_range_in_vec_init,
         reason = "one stub range, as on QEMU virt"
     )]
-    const STUB: [Range<u64>; 1] = [0x4010_0000..0x4012_0000];
+    const STUB: [Range<u64>; 1] = [0x4010_0000..0x4010_8000];
     const RAM: [(u64, u64); 1] = [(0x4000_0000, 0x6000_0000)];
     const ALL: Features = Features {
         gicv3_sysregs: true,
@@ -446,13 +446,13 @@ mod tests {
         );
         assert_eq!(refusal(hvc([0, !0x7ffu64, 0, 0, 0])), beyond);
         let stub = Some(Refusal::InStub {
-            stub: (0x4010_0000, 0x4012_0000),
+            stub: (0x4010_0000, 0x4010_8000),
         });
         assert_eq!(refusal(hvc([0, 0x4010_0000, 0, 0, 0])), stub);
-        assert_eq!(refusal(hvc([0, 0x4011_f800, 0, 0, 0])), stub);
+        assert_eq!(refusal(hvc([0, 0x4010_7800, 0, 0, 0])), stub);
         assert_eq!(
-            hvc([0, 0x4012_0000, 0, 0, 0]),
-            Action::SetVectors { vbar: 0x4012_0000 }
+            hvc([0, 0x4010_8000, 0, 0, 0]),
+            Action::SetVectors { vbar: 0x4010_8000 }
         );
         // In flash, and a table that would run past the end of RAM.
         assert_eq!(refusal(hvc([0, 0x800, 0, 0, 0])), Some(Refusal::OutsideRam));
@@ -482,7 +482,7 @@ mod tests {
         assert_eq!(
             refusal(decide(&[1, 0x4010_0000, 0, 0, 0], Conduit::Hvc, f)),
             Some(Refusal::InStub {
-                stub: (0x4010_0000, 0x4012_0000)
+                stub: (0x4010_0000, 0x4010_8000)
             })
         );
     }
@@ -505,7 +505,7 @@ mod tests {
         assert_eq!(
             refusal(hvc([1, 0x4010_0800, 7, 8, 9])),
             Some(Refusal::InStub {
-                stub: (0x4010_0000, 0x4012_0000)
+                stub: (0x4010_0000, 0x4010_8000)
             })
         );
         assert_eq!(
@@ -525,7 +525,7 @@ mod tests {
             (
                 0x4010_0000,
                 Refusal::InStub {
-                    stub: (0x4010_0000, 0x4012_0000),
+                    stub: (0x4010_0000, 0x4010_8000),
                 },
             ),
             (0x1000, Refusal::OutsideRam),
@@ -655,10 +655,10 @@ mod tests {
             .contains("40-bit physical address range"));
         assert_eq!(
             Refusal::InStub {
-                stub: (0x4010_0000, 0x4012_0000)
+                stub: (0x4010_0000, 0x4010_8000)
             }
             .to_string(),
-            "inside the stub's own memory 0x40100000..0x40120000"
+            "inside the stub's own memory 0x40100000..0x40108000"
         );
         assert!(Refusal::Udf.to_string().contains("udf #0"));
     }

@@ -9,8 +9,13 @@ use core::cell::UnsafeCell;
 
 /// CPUs the stub can start and give a stack (slots 0..MAX_CPUS).
 pub const MAX_CPUS: usize = 8;
-/// Bytes of EL2 stack per CPU.
-pub const STACK_SIZE: usize = 8192;
+/// Bytes of EL2 stack per CPU: 3.5 KiB, so that the 8 stacks and the mailboxes fit in the
+/// 32 KiB of resident RAM (issue 12, target 3). The deepest use measured on QEMU virt, by
+/// reading the (zeroed at boot) stacks back after the run, is 1,440 bytes: the boot CPU's
+/// report of a payload's EL1 fault (abi-client `abi.fault=el1`); the refusal lines of
+/// abi-client's bad calls take 1,328, a secondary's fault report 1,360, soak-client's 200
+/// restarts with CPU_ON/OFF and Linux at EL1 on 4 CPUs at most 752 (docs/memory-map.md).
+pub const STACK_SIZE: usize = 3584;
 
 /// The EL2 stacks, one per slot; the assembly takes slot `n`'s stack top as
 /// `HYPSTUB_EL2_STACKS + (n + 1) * STACK_SIZE`.

@@ -648,7 +648,7 @@ fn reserve_no_map_creates_reserved_memory_and_adds_to_it() {
     let mut buf = QEMU_VIRT.to_vec();
     let mut dtb = Dtb::new(&mut buf).unwrap();
     assert!(dtb.fdt().find_node("/reserved-memory").is_none());
-    dtb.apply(&Edits::new().reserve_no_map("hypstub", 0x4010_0000, 0x2_0000))
+    dtb.apply(&Edits::new().reserve_no_map("hypstub", 0x4010_0000, 0x8000))
         .unwrap();
     let fdt = dtb.fdt();
     let node = fdt
@@ -657,13 +657,13 @@ fn reserve_no_map_creates_reserved_memory_and_adds_to_it() {
     assert!(node.property("no-map").is_some());
     let reserved = dtb.reserved().unwrap();
     assert_eq!(reserved.len(), 1);
-    assert_eq!(reserved[0], 0x4010_0000..0x4012_0000);
+    assert_eq!(reserved[0], 0x4010_0000..0x4010_8000);
     // A second one goes into the existing node.
     dtb.apply(&Edits::new().reserve_no_map("more", 0x4800_0000, 0x1000))
         .unwrap();
     assert_eq!(
         dtb.reserved().unwrap(),
-        [0x4010_0000..0x4012_0000, 0x4800_0000..0x4800_1000]
+        [0x4010_0000..0x4010_8000, 0x4800_0000..0x4800_1000]
     );
 }
 

@@ -131,13 +131,13 @@ pub fn el2_client() -> &'static Path {
     })
 }
 
-/// el2-client built with text_offset 0x120000, linked at 0x4012_0000: its destination
-/// covers the firmware's own EL1 stage RAM (0x4012_0000..0x4020_0000).
+/// el2-client built with text_offset 0x108000, linked at 0x4010_8000: its destination
+/// covers the firmware's own EL1 stage RAM (0x4010_8000..0x4020_0000).
 pub fn el2_client_over_firmware() -> &'static Path {
     static IMAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     built(
         &IMAGE,
-        "el2-client payload at text_offset 0x120000",
+        "el2-client payload at text_offset 0x108000",
         |opts| image::build_el2_client(image::EL2_CLIENT_OVER_FIRMWARE, opts),
     )
 }

@@ -131,8 +131,8 @@ fn el2_client_nommu_gic2_cortex_a72() {
 
 // ---- a destination over the firmware's own EL1 stage ----
 
-/// el2-client at text_offset 0x120000 runs at 0x4012_0000, inside the EL1 stage's RAM
-/// (0x4012_0000..0x4020_0000) that planned the copy: everything the engine reads must
+/// el2-client at text_offset 0x108000 runs at 0x4010_8000, inside the EL1 stage's RAM
+/// (0x4010_8000..0x4020_0000) that planned the copy: everything the engine reads must
 /// have been staged elsewhere. It is not loaded in place either: the EL1 stage still runs
 /// there while fw_cfg reads it.
 #[test]

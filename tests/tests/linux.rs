@@ -157,7 +157,7 @@ fn at_el1(name: &str, gic: Gic, cpu: Cpu, extra: &[&str]) -> (Boot, InitReport) 
     )
     .assert_that(
         report.stub_ram_reserved(),
-        "`INITRAMFS: reserved: <start>-<end>` covering 40100000-4011ffff (the stub's RAM, \
+        "`INITRAMFS: reserved: <start>-<end>` covering 40100000-40107fff (the stub's RAM, \
          a /memreserve/ of the firmware)",
     );
     (boot, report)

@@ -28,7 +28,7 @@ fn bad_calls_are_refused_with_a_reason() {
         .assert_contains(
             "el2-stub: HVC_SET_VECTORS to 0x1000000000000000 refused (HVC_STUB_ERR): beyond the CPU's",
         )
-        .assert_contains("el2-stub: HVC_SET_VECTORS to 0x40100000 refused (HVC_STUB_ERR): inside the stub's own memory 0x40100000..0x40120000; the vectors are unchanged")
+        .assert_contains("el2-stub: HVC_SET_VECTORS to 0x40100000 refused (HVC_STUB_ERR): inside the stub's own memory 0x40100000..0x40108000; the vectors are unchanged")
         .assert_contains("el2-stub: HVC_SET_VECTORS to 0x800 refused (HVC_STUB_ERR): not inside RAM")
         .assert_contains("(HVC_STUB_ERR): its lower-EL synchronous slot (offset 0x400) is udf #0")
         .assert_contains("el2-stub: HVC_SOFT_RESTART to 0x1000000000000000 refused (HVC_STUB_ERR): beyond the CPU's")

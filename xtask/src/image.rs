@@ -146,7 +146,7 @@ pub const EL2_CLIENT_TEXT_OFFSET_ENV: &str = "EL2_CLIENT_TEXT_OFFSET";
 pub const EL2_CLIENT_DEFAULT_TEXT_OFFSET: u64 = 0x8_0000;
 
 /// The text_offset that links el2-client at the start of the firmware's own EL1 stage RAM
-/// on QEMU virt (0x4012_0000..0x4020_0000, `EL1_RAM`): a relocation over the code doing the
+/// on QEMU virt (0x4010_8000..0x4020_0000, `EL1_RAM`): a relocation over the code doing the
 /// planning.
 pub const EL2_CLIENT_OVER_FIRMWARE: u64 = {
     use crate::memory_map::qemu_virt::{EL1_RAM, RAM_START};
@@ -588,7 +588,7 @@ mod tests {
         assert!(el2_client_image_path(EL2_CLIENT_DEFAULT_TEXT_OFFSET)
             .ends_with("hypstub/el2-client.bin"));
         assert!(el2_client_image_path(EL2_CLIENT_OVER_FIRMWARE)
-            .ends_with("hypstub/el2-client-0x120000.bin"));
+            .ends_with("hypstub/el2-client-0x108000.bin"));
         let corrupt = Variant::CorruptStaging;
         assert!(corrupt
             .image_path(Board::QemuVirt)

@@ -193,10 +193,10 @@ mod tests {
             display_command(&cmd)
         );
         let mut cmd = Command::new("cargo");
-        cmd.arg("build").env("EL2_CLIENT_TEXT_OFFSET", "0x120000");
+        cmd.arg("build").env("EL2_CLIENT_TEXT_OFFSET", "0x108000");
         assert_eq!(
             display_command(&cmd),
-            "env EL2_CLIENT_TEXT_OFFSET=0x120000 cargo build"
+            "env EL2_CLIENT_TEXT_OFFSET=0x108000 cargo build"
         );
     }
 

@@ -243,9 +243,9 @@ mod tests {
                    INITRAMFS: dmesg: [    0.2] kvm [1]: VHE mode initialized successfully\r\n\
                    INITRAMFS: cpus online: 0-3\r\n\
                    INITRAMFS: /dev/kvm present\r\n\
-                   INITRAMFS: reserved: 40100000-4011ffff\r\n\
+                   INITRAMFS: reserved: 40100000-40107fff\r\n\
                    INITRAMFS: reserved: 40000000-4010ffff\r\n\
-                   INITRAMFS: iomem reserved: 00000000-00021fff\r\n\
+                   INITRAMFS: iomem reserved: 00000000-00009fff\r\n\
                    INITRAMFS: stress: writing 600 MiB to tmpfs\r\n\
                    INITRAMFS: stress done, cpus online: 0-3\r\n\
                    INITRAMFS MARKER DONE\r\n";
@@ -257,18 +257,18 @@ mod tests {
         assert_eq!(r.kvm, Some(true));
         assert_eq!(
             r.reserved,
-            [(0x4010_0000, 0x4011_ffff), (0x4000_0000, 0x4010_ffff)]
+            [(0x4010_0000, 0x4010_7fff), (0x4000_0000, 0x4010_ffff)]
         );
         assert!(r.stub_ram_reserved());
-        assert_eq!(r.iomem_reserved, [(0, 0x2_1fff)]);
-        assert!(r.iomem_reserves(0x1000, 0x2_2000));
-        assert!(!r.iomem_reserves(0x1000, 0x2_2001));
+        assert_eq!(r.iomem_reserved, [(0, 0x9fff)]);
+        assert!(r.iomem_reserves(0x1000, 0xa000));
+        assert!(!r.iomem_reserves(0x1000, 0xa001));
         assert_eq!(r.stress, ["writing 600 MiB to tmpfs"]);
         assert_eq!(r.stress_done.as_deref(), Some("0-3"));
         assert!(r.done);
 
         let partial = InitReport::parse(
-            "INITRAMFS: reserved: 40000000-4010ffff\nINITRAMFS: reserved: none covers x\n",
+            "INITRAMFS: reserved: 40000000-400fffff\nINITRAMFS: reserved: none covers x\n",
         );
         assert!(!partial.stub_ram_reserved());
         assert!(!partial.done);

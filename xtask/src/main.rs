@@ -216,7 +216,7 @@ enum Cmd {
         /// The payload (known: abi-client, el2-client, soak-client).
         payload: Payload,
         /// el2-client only: its text_offset and link address (0x4000_0000 + offset), in
-        /// hex; e.g. 0x120000 links it over the firmware's own EL1 stage. Written to
+        /// hex; e.g. 0x108000 links it over the firmware's own EL1 stage. Written to
         /// target/hypstub/el2-client-<offset>.bin.
         #[arg(long, value_name = "HEX", value_parser = parse_hex)]
         text_offset: Option<u64>,

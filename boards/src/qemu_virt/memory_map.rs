@@ -21,10 +21,10 @@ pub const RAM_START: u64 = 0x4000_0000;
 /// Where QEMU puts the DTB with `-bios`, and the room it leaves for it.
 pub const DTB: core::ops::Range<u64> = RAM_START..RAM_START + 0x10_0000;
 /// The stub's resident RAM (`RESIDENT` in linker/qemu-virt.ld): reserved from the payload.
-pub const RESIDENT: core::ops::Range<u64> = 0x4010_0000..0x4012_0000;
+pub const RESIDENT: core::ops::Range<u64> = 0x4010_0000..0x4010_8000;
 /// The EL1 stage's RAM (`EL1RAM` in linker/qemu-virt.ld): `.data`, `.bss`, its stack and
 /// heap; free once the payload runs.
-pub const EL1_RAM: core::ops::Range<u64> = 0x4012_0000..0x4020_0000;
+pub const EL1_RAM: core::ops::Range<u64> = 0x4010_8000..0x4020_0000;
 /// The EL1 stage's stack, after `.bss` in [`EL1_RAM`].
 pub const EL1_STACK_SIZE: u64 = 64 << 10;
 /// The end of the firmware's RAM while it runs (the early map covers up to here).

@@ -14,10 +14,10 @@ pub const SPIN_PAGE: core::ops::Range<u64> = 0..0x1000;
 pub const SHARED: core::ops::Range<u64> = 0x1000..0x2000;
 /// The stub's resident RAM (EL2 stacks, CPU_ON mailboxes; `RESIDENT` in linker/rpi4.ld);
 /// unmapped at EL1.
-pub const RESIDENT: core::ops::Range<u64> = 0x2000..0x2_2000;
+pub const RESIDENT: core::ops::Range<u64> = 0x2000..0xa000;
 /// The EL1 stage's RAM (`EL1RAM` in linker/rpi4.ld: `.data`, `.bss`, its stack, the first
 /// heap); free once the payload runs.
-pub const EL1_RAM: core::ops::Range<u64> = 0x2_2000..IMAGE_BASE;
+pub const EL1_RAM: core::ops::Range<u64> = 0xa000..IMAGE_BASE;
 /// The EL1 stage's stack, after `.bss` in [`EL1_RAM`].
 pub const EL1_STACK_SIZE: u64 = 64 << 10;
 /// Where the Pi firmware loads `kernel8.img` (`kernel_address=0x80000` in config.txt, which

@@ -19,7 +19,7 @@
 //! INITRAMFS: cpus online: <e.g. 0-3>
 //! INITRAMFS: /dev/kvm present|absent
 //! INITRAMFS: reserved: <start>-<end>          (each "reserved" /proc/iomem range covering the stub's RAM)
-//! INITRAMFS: reserved: none covers 40100000-4011ffff
+//! INITRAMFS: reserved: none covers 40100000-40107fff
 //! INITRAMFS: iomem reserved: <start>-<end>     (every "reserved" range of /proc/iomem)
 //! INITRAMFS: stress: ...                       (only with initramfs.stress=1)
 //! INITRAMFS: stress done, cpus online: <...>   (only with initramfs.stress=1)
@@ -153,8 +153,8 @@ mod tests {
         let script = init_script();
         assert!(script.starts_with("#!/bin/busybox sh\n"));
         assert!(script.contains("$((0x40100000))"), "{script}");
-        assert!(script.contains("$((0x4011ffff))"), "{script}");
-        assert!(script.contains("none covers 40100000-4011ffff"));
+        assert!(script.contains("$((0x40107fff))"), "{script}");
+        assert!(script.contains("none covers 40100000-40107fff"));
         assert!(script.contains("*\" initramfs.stress=1 \"*)"));
         assert!(script.contains("say() { echo \"INITRAMFS: $*\"; }"));
         assert!(script.ends_with("echo \"INITRAMFS MARKER DONE\"\npoweroff -f\n"));
