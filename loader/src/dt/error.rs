@@ -39,6 +39,13 @@ pub enum DtError {
     /// Nodes nest deeper than [`MAX_DEPTH`].
     #[error("DTB nodes nest deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// Two children of one node have the same name (Devicetree Specification 2.2.1 wants
+    /// them unique); an edit would keep only one of them.
+    #[error("DTB node {path} appears twice: sibling nodes must have different names")]
+    DuplicateNode {
+        /// The full path of the repeated name.
+        path: String,
+    },
 
     // What the tree says.
     /// A path names no node.
