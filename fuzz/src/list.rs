@@ -10,8 +10,9 @@
 //! `reloc::list`'s documentation, which tests the flag bits one at a time and masks the
 //! address with `!0xfff`) as the same copies, each destination non-zero and page aligned,
 //! and `walk` never reads outside one page per access (the `Memory` contract); a refusal
-//! names an entry the engine would misread; `ListWriter` refuses unaligned pages and a wrong
-//! page count, and what it writes walks back to exactly the entries pushed.
+//! names an entry the engine would misread; `ListWriter` refuses unaligned pages, page 0, the
+//! last page of the address space and a wrong page count, and what it writes walks back to
+//! exactly the entries pushed.
 
 use reloc::list::{self, ListError, ListWriter, IND_DESTINATION, IND_DONE, IND_INDIRECTION};
 use reloc::IND_SOURCE;
@@ -105,7 +106,10 @@ fn write_mode(r: &mut Reader<'_>) {
         Ok(w) => w,
         Err(e) => {
             assert!(
-                pages.is_empty() || pages.iter().any(|p| p % 4096 != 0),
+                pages.is_empty()
+                    || pages
+                        .iter()
+                        .any(|&p| p % 4096 != 0 || p == 0 || p.checked_add(4096).is_none()),
                 "{e}"
             );
             return;

@@ -5,8 +5,9 @@
 //! 2.5 MiB) and the `Finish` request (entry, registers, EL, MMU, digests, engine size).
 //!
 //! Checked, on every input:
-//! - `Planner::new` and each `add_segment` accept exactly what their documentation says,
-//!   and a refusal is the first documented check that fails;
+//! - `Planner::new` (which refuses a console page in RAM or a protected range) and each
+//!   `add_segment` accept exactly what their documentation says, and a refusal is the first
+//!   documented check that fails;
 //! - `stage` refuses only when the free pages (computed here from RAM minus everything
 //!   taken) are too few; its runs give each segment exactly its pages, all in RAM, none on
 //!   page 0, in a protected or busy range or a destination, none shared;
@@ -261,7 +262,15 @@ pub fn check(case: &Case) -> Option<(Ready, SparseMem)> {
             .iter()
             .all(|r| r.start <= r.end && r.end <= 1u64 << l.pa_bits.min(63))
         && l.protected.iter().all(|(r, _)| r.start <= r.end)
-        && l.busy.iter().all(|r| r.start <= r.end);
+        && l.busy.iter().all(|r| r.start <= r.end)
+        && l.console.is_none_or(|c| {
+            let page = c & !0xfff;
+            let end = page.saturating_add(4096);
+            l.ram
+                .iter()
+                .chain(l.protected.iter().map(|(r, _)| r))
+                .all(|r| r.start >= r.end || r.end <= page || end <= r.start)
+        });
     let mut mem = SparseMem::default();
     let planner = Planner::new(l.clone(), &mut mem);
     assert_eq!(
