@@ -136,6 +136,17 @@ pub enum ListError {
         /// The page's address.
         pa: u64,
     },
+    /// A list page given to [`ListWriter::new`] is at address 0, which the engine takes to
+    /// mean "no IND_INDIRECTION yet".
+    #[error("page-list page 0x0 is at address 0, which the engine reads as \"not set\"")]
+    ZeroPage,
+    /// A list page given to [`ListWriter::new`] is the last page of the address space: the
+    /// engine's entry pointer would wrap past its end.
+    #[error("page-list page {pa:#x} ends at the top of the address space (the entry pointer would wrap)")]
+    PageWraps {
+        /// The page's address.
+        pa: u64,
+    },
     /// [`ListWriter`] was given a different number of pages than the entries need.
     #[error("page list of {entries} entries needs {needed} pages, but {given} were given")]
     PageCount {
@@ -168,11 +179,22 @@ impl ListWriter {
     /// A writer that fills `pages` in order.
     ///
     /// # Errors
-    /// [`ListError::UnalignedPage`] for a page that is not 4 KiB aligned, and
-    /// [`ListError::PageCount`] when no page is given.
+    /// [`ListError::UnalignedPage`] for a page that is not 4 KiB aligned,
+    /// [`ListError::ZeroPage`] for a page at address 0, [`ListError::PageWraps`] for the last
+    /// page of the address space (its end, where the engine's entry pointer goes after the
+    /// last entry, wraps to 0), and [`ListError::PageCount`] when no page is given.
     pub fn new(pages: Vec<u64>) -> Result<Self, ListError> {
         if let Some(&pa) = pages.iter().find(|&&pa| !pa.is_multiple_of(PAGE_SIZE)) {
             return Err(ListError::UnalignedPage { pa });
+        }
+        if pages.contains(&0) {
+            return Err(ListError::ZeroPage);
+        }
+        if let Some(&pa) = pages
+            .iter()
+            .find(|&&pa| pa.checked_add(PAGE_SIZE).is_none())
+        {
+            return Err(ListError::PageWraps { pa });
         }
         if pages.is_empty() {
             return Err(ListError::PageCount {
@@ -327,6 +349,22 @@ mod tests {
             w.push(mem, e).unwrap();
         }
         w.finish(mem).unwrap()
+    }
+
+    /// Found by the `list` fuzz target: a list page at 0xffff_ffff_ffff_f000 was accepted, and
+    /// writing it overflowed the address after the copy. Such a page (and page 0) is refused.
+    #[test]
+    fn refuses_page_zero_and_the_last_page() {
+        let top = u64::MAX - (PAGE_SIZE - 1);
+        assert_eq!(
+            ListWriter::new(vec![RAM.start, top]).err(),
+            Some(ListError::PageWraps { pa: top })
+        );
+        assert_eq!(
+            ListWriter::new(vec![0, RAM.start]).err(),
+            Some(ListError::ZeroPage)
+        );
+        assert!(ListWriter::new(vec![top - PAGE_SIZE]).is_ok());
     }
 
     #[test]

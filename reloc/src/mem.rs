@@ -38,17 +38,27 @@ impl<M: Memory + ?Sized> Memory for &mut M {
 }
 
 /// Copies `data` to physical address `pa`, one page-bounded piece at a time.
+///
+/// The address only advances when another piece follows, so data ending at the top of the
+/// address space (the page at 0xffff_ffff_ffff_f000) does not overflow it; data that would
+/// run past the top is a bug in the caller and panics.
 pub(crate) fn write<M: Memory + ?Sized>(mem: &mut M, mut pa: u64, mut data: &[u8]) {
     while !data.is_empty() {
         let n = data.len().min(room(pa));
         let (now, rest) = data.split_at(n);
         mem.bytes_mut(pa, n).copy_from_slice(now);
-        pa += n as u64;
         data = rest;
+        if !data.is_empty() {
+            pa = pa
+                .checked_add(n as u64)
+                .expect("write runs past the top of the address space");
+        }
     }
 }
 
 /// Calls `f` with the `len` bytes at `pa`, one page-bounded piece at a time, in order.
+///
+/// Like [`write`], the address only advances when another piece follows.
 pub(crate) fn read_each<M: Memory + ?Sized>(
     mem: &M,
     mut pa: u64,
@@ -58,8 +68,12 @@ pub(crate) fn read_each<M: Memory + ?Sized>(
     while len > 0 {
         let n = len.min(room(pa) as u64);
         f(mem.bytes(pa, n as usize));
-        pa += n;
         len -= n;
+        if len > 0 {
+            pa = pa
+                .checked_add(n)
+                .expect("read runs past the top of the address space");
+        }
     }
 }
 

@@ -62,7 +62,10 @@ pub struct Layout {
     /// staging pages or anything else the engine reads.
     pub busy: Vec<Range<u64>>,
     /// Physical address of the UART the engine may print on (a PL011 unless
-    /// `console_mini_uart`); its page is mapped as device memory at EL2.
+    /// `console_mini_uart`); its page is mapped as device memory at EL2. That page must not
+    /// overlap a RAM bank or a protected range: the identity map maps RAM as normal memory
+    /// and the pool hands out its pages, so [`Planner::new`] refuses such a console
+    /// ([`PlanError::ConsoleInMemory`]).
     pub console: Option<u64>,
     /// The console is a BCM2835 mini-UART ([`args::FLAG_CONSOLE_MINI_UART`]).
     pub console_mini_uart: bool,
@@ -283,6 +286,19 @@ pub enum PlanError {
         /// aarch64-paging's reason.
         error: MapError,
     },
+    /// The console's page overlaps a RAM bank or a protected range, which cannot also be
+    /// mapped as device memory.
+    #[error("console {console:#x}: its page overlaps the {what} at {start:#x}..{end:#x}; a UART is device memory, not RAM")]
+    ConsoleInMemory {
+        /// The console's address.
+        console: u64,
+        /// "RAM bank" or the protected range's name.
+        what: &'static str,
+        /// Start of the range it overlaps.
+        start: u64,
+        /// End of the range it overlaps.
+        end: u64,
+    },
     /// The entry point is not inside any destination.
     #[error("entry point {entry:#x} is not inside any segment's destination")]
     EntryOutside {
@@ -385,8 +401,9 @@ impl<M: Memory> Planner<M> {
     /// A planner for `layout`, writing through `mem`.
     ///
     /// # Errors
-    /// An unknown `pa_bits`, a range that ends before it starts, or a RAM bank beyond the
-    /// physical address size.
+    /// An unknown `pa_bits`, a range that ends before it starts, a RAM bank beyond the
+    /// physical address size, or a console whose page overlaps a RAM bank or a protected
+    /// range.
     pub fn new(layout: Layout, mem: M) -> Result<Self, PlanError> {
         let Layout {
             mut ram,
@@ -424,6 +441,25 @@ impl<M: Memory> Planner<M> {
             match merged.last_mut() {
                 Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
                 _ => merged.push(r),
+            }
+        }
+        if let Some(c) = console {
+            let page = c - c % PAGE_SIZE;
+            let page = page..page.saturating_add(PAGE_SIZE);
+            let overlaps =
+                |r: &Range<u64>| r.start < r.end && r.start < page.end && page.start < r.end;
+            let hit = merged
+                .iter()
+                .map(|r| (r, "RAM bank"))
+                .chain(protected.iter().map(|(r, name)| (r, *name)))
+                .find(|(r, _)| overlaps(r));
+            if let Some((r, what)) = hit {
+                return Err(PlanError::ConsoleInMemory {
+                    console: c,
+                    what,
+                    start: r.start,
+                    end: r.end,
+                });
             }
         }
         Ok(Self {

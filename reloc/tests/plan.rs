@@ -120,6 +120,52 @@ fn destination_outside_ram() {
     assert!(matches!(e, PlanError::DestOutsideRam { .. }));
 }
 
+/// Found by the `plan` fuzz target: a console inside RAM had its page mapped as device
+/// memory while the same page was RAM the map also calls normal and the pool hands out.
+#[test]
+fn console_inside_ram_or_protected_is_refused() {
+    let layout = Layout {
+        ram: vec![0..0x10000],
+        protected: vec![],
+        busy: vec![],
+        console: Some(0x4000),
+        ..virt_1g()
+    };
+    let e = Planner::new(layout, FakeMemory::new(0..0x10000))
+        .err()
+        .unwrap();
+    assert_eq!(
+        e,
+        PlanError::ConsoleInMemory {
+            console: 0x4000,
+            what: "RAM bank",
+            start: 0,
+            end: 0x10000
+        }
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("0x4000") && msg.contains("RAM bank"), "{msg}");
+
+    // An unaligned console whose page reaches into the DTB range (not RAM here).
+    let layout = Layout {
+        protected: vec![(0x0900_0000..0x0900_1000, "DTB")],
+        console: Some(0x0900_0040),
+        ..virt_1g()
+    };
+    let e = Planner::new(layout.clone(), fake(&layout)).err().unwrap();
+    assert!(
+        matches!(e, PlanError::ConsoleInMemory { what: "DTB", .. }),
+        "{e}"
+    );
+
+    // Next to RAM but not in it is fine.
+    let layout = Layout {
+        console: Some(0x3fff_f000),
+        ..virt_1g()
+    };
+    assert!(Planner::new(layout.clone(), fake(&layout)).is_ok());
+}
+
 #[test]
 fn destination_across_two_banks_is_outside_ram() {
     let layout = Layout {

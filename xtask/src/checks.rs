@@ -207,6 +207,16 @@ pub fn ci_steps() -> Vec<Step> {
             assets::ensure(Fetch::IfMissing)?;
             Ok(())
         }),
+        Step::new(
+            format!(
+                "fuzz targets (cargo xtask fuzz --seconds {})",
+                crate::fuzz::CI_SECONDS
+            ),
+            || {
+                let qemu = qemu::ensure()?;
+                crate::fuzz::fuzz(&qemu, crate::fuzz::CI_SECONDS, None, &[]).map(drop)
+            },
+        ),
         Step::cargo(
             "QEMU integration tests",
             &["test", "-p", "hypstub-tests", "--", "--test-threads=2"],
@@ -388,6 +398,14 @@ mod tests {
         assert!(
             [variant, images, linux].iter().all(|&i| i < integration),
             "every image and asset the QEMU tests boot is ready before them"
+        );
+        let fuzz = titles
+            .iter()
+            .position(|t| t.starts_with("fuzz targets"))
+            .unwrap();
+        assert!(
+            linux < fuzz && qemu < fuzz && fuzz < integration,
+            "the fuzzers' seeds need QEMU and the Linux assets; they run before the long QEMU tests"
         );
     }
 }

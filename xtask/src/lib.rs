@@ -16,6 +16,8 @@
 //! - [`cachecheck`]: `cargo xtask cachecheck`, boots under the cache-model QEMU plugin
 //!   (`tools/cachecheck`) that fails on a missing cache clean or invalidate.
 //! - [`checks`]: the steps of `cargo xtask test`, the same ones CI runs.
+//! - [`fuzz`]: `cargo xtask fuzz`, the coverage-guided fuzz targets of `fuzz/` (libFuzzer on
+//!   stable Rust), seeded with real inputs gathered at run time.
 //! - [`bench`]: `cargo xtask bench`, the relocation figures, with its payloads
 //!   ([`bench::payload`], encoded with [`a64`]) and the console lines it reads, and the
 //!   Linux boot time through hypstub and U-Boot against QEMU's own boot ([`bench::boot`],
@@ -42,6 +44,7 @@ pub mod cachecheck;
 pub mod checks;
 pub mod example;
 pub mod fit;
+pub mod fuzz;
 pub mod image;
 pub mod linux;
 pub mod memory_map;

@@ -210,6 +210,21 @@ enum Cmd {
         #[arg(long)]
         default_only: bool,
     },
+    /// Build the fuzz targets of fuzz/ (libFuzzer with coverage from stable codegen flags)
+    /// and run each in turn, seeded with real inputs gathered now (QEMU virt's DTBs, Debian's
+    /// Pi 4 DTB and kernel header, FITs, command lines); prints each target's figures. A
+    /// crash fails, naming the input and how to run it again (docs/fuzzing.md).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, value_name = "N", default_value_t = xtask::fuzz::DEFAULT_SECONDS)]
+        seconds: u64,
+        /// Only this target (image, options, dt, dtfacts, fit, args, list, plan).
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+        /// Instead of fuzzing, run these inputs once through --target (a crash's input).
+        #[arg(value_name = "INPUT", requires = "target")]
+        inputs: Vec<PathBuf>,
+    },
     /// Build a test payload (tests/abi-client, tests/el2-client or tests/soak-client);
     /// prints its path as the last line.
     BuildPayload {
@@ -381,6 +396,15 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
                 echo_prefix: Some(String::new()),
             });
             run_qemu(&qemu, &run, capture.as_ref())
+        }
+        Cmd::Fuzz {
+            seconds,
+            target,
+            inputs,
+        } => {
+            let qemu = qemu::ensure()?;
+            xtask::fuzz::fuzz(&qemu, seconds, target.as_deref(), &inputs)?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Test => {
             let summary = checks::run_steps(checks::ci_steps());

@@ -22,7 +22,12 @@ pub fn check_dtb_addr(dtb: u64) -> Result<(), String> {
             "x0 = {dtb:#x} is not a DTB address: boot with a device tree (the Pi firmware passes one; QEMU needs -dtb)"
         ));
     }
-    if dtb + FDT_HEADER_SIZE as u64 > EARLY_RAM_END {
+    // Checked: an x0 near 2^64 would wrap past the test in a release build (found by
+    // fuzzing).
+    if dtb
+        .checked_add(FDT_HEADER_SIZE as u64)
+        .is_none_or(|end| end > EARLY_RAM_END)
+    {
         return Err(alloc::format!(
             "the DTB at {dtb:#x} is above the first GiB, which is all this firmware maps before reading it"
         ));
@@ -45,7 +50,7 @@ pub fn dtb_size(dtb: u64, header: &[u8; FDT_HEADER_SIZE]) -> Result<u64, String>
         ));
     }
     let size = u64::from(word(4));
-    if dtb + size > EARLY_RAM_END {
+    if dtb.checked_add(size).is_none_or(|end| end > EARLY_RAM_END) {
         return Err(alloc::format!(
             "the DTB at {dtb:#x} ({size} bytes) runs past the first GiB"
         ));
@@ -75,7 +80,7 @@ pub fn console_uart(c: &Console) -> Result<ConsoleUart, String> {
 pub fn release_pages(cpus: &[(u64, Option<u64>)]) -> Vec<Range<u64>> {
     cpus.iter()
         .filter_map(|(_, r)| *r)
-        .map(|a| a & !0xfff..(a & !0xfff) + 0x1000)
+        .map(|a| a & !0xfff..(a & !0xfff).saturating_add(0x1000))
         .collect()
 }
 
@@ -90,15 +95,18 @@ pub fn check_release_addr(
     ram: &[Range<u64>],
     own: &Range<u64>,
 ) -> Result<(), String> {
-    let word = addr..addr.saturating_add(8);
     if !addr.is_multiple_of(8) {
         return Err(alloc::format!(
             "CPU {i}'s cpu-release-addr {addr:#x} is not 8-byte aligned"
         ));
     }
-    if !ram
-        .iter()
-        .any(|b| b.start <= word.start && word.end <= b.end)
+    // A word cut short at 2^64 is not in any bank, not even one ending at 2^64 - 1 (the
+    // `dtfacts` fuzz target checks this).
+    let word = addr..addr.saturating_add(8);
+    if word.end - word.start < 8
+        || !ram
+            .iter()
+            .any(|b| b.start <= word.start && word.end <= b.end)
     {
         return Err(alloc::format!(
             "CPU {i}'s cpu-release-addr {addr:#x} is not in RAM ({})",
@@ -185,6 +193,28 @@ mod tests {
         assert!(dtb_size(0x3fff_8000, &h)
             .unwrap_err()
             .contains("past the first GiB"));
+    }
+
+    #[test]
+    #[allow(
+        clippy::single_range_in_vec_init,
+        reason = "lists of one range are meant"
+    )]
+    fn addresses_near_the_top_do_not_wrap() {
+        // Found by fuzzing (the `dtfacts` target): x0 + 40 and x0 + totalsize wrapped. The
+        // release word and its page at the top of the address space: found in review of
+        // the same arithmetic.
+        assert!(check_dtb_addr(0xffff_ffff_ffff_fff8).is_err());
+        let mut h = [0u8; FDT_HEADER_SIZE];
+        h[..4].copy_from_slice(&FDT_MAGIC.to_be_bytes());
+        h[4..8].copy_from_slice(&0x1_0000u32.to_be_bytes());
+        assert!(dtb_size(0xffff_ffff_ffff_0008, &h).is_err());
+        let top = [0xffff_ffff_0000_0000..u64::MAX];
+        assert!(check_release_addr(1, 0xffff_ffff_ffff_fff8, &top, &OWN).is_err());
+        assert_eq!(
+            release_pages(&[(0, Some(0xffff_ffff_ffff_fff8))]),
+            [0xffff_ffff_ffff_f000..u64::MAX]
+        );
     }
 
     #[test]

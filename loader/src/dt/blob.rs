@@ -1,9 +1,11 @@
 //! [`Dtb`]: a DTB at the start of a buffer it may grow into, checked completely before
 //! anything reads it, and checked again whenever an edit rewrites it.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use dtoolkit::fdt::Fdt;
+use dtoolkit::{Node, Property};
 
 use super::{DtError, FDT_HEADER_SIZE, FDT_MAGIC, MAX_DEPTH, MAX_DTB_SIZE};
 
@@ -124,6 +126,34 @@ fn check(blob: &[u8]) -> Result<(), DtError> {
     if !depth_within_limit(blob) {
         return Err(DtError::TooDeep);
     }
+    unique_siblings(&Fdt::new_unchecked(blob))
+}
+
+/// Refuses two children of one node with the same name, or two properties: the rewrite of
+/// [`Dtb::apply`] (dtoolkit's model, one node and one property per name) would silently keep
+/// only one. Found by fuzzing (a CPU node lost from the Pi 4's DTB; its `serial1` alias
+/// changed). Depth is bounded by the check before.
+fn unique_siblings(fdt: &Fdt<'_>) -> Result<(), DtError> {
+    let mut stack = alloc::vec![(String::new(), fdt.root())];
+    while let Some((path, node)) = stack.pop() {
+        let mut names: Vec<&str> = node.children().map(|c| c.name()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(DtError::DuplicateNode {
+                path: alloc::format!("{path}/{}", w[0]),
+            });
+        }
+        let mut props: Vec<String> = node.properties().map(|p| p.name().into()).collect();
+        props.sort_unstable();
+        if let Some(w) = props.windows(2).find(|w| w[0] == w[1]) {
+            return Err(DtError::DuplicateProperty {
+                path: alloc::format!("{path}/{}", w[0]),
+            });
+        }
+        for child in node.children() {
+            stack.push((alloc::format!("{path}/{}", child.name()), child));
+        }
+    }
     Ok(())
 }
 
@@ -189,7 +219,7 @@ fn be_u32(bytes: &[u8], offset: usize) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
-    use dtoolkit::model::{DeviceTree, DeviceTreeNode};
+    use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
 
     use super::super::test_trees::with_room;
     use super::super::Edits;
@@ -217,6 +247,45 @@ mod tests {
         t.root.add_child(chain(MAX_DEPTH));
         let mut buf = t.to_dtb();
         assert_eq!(Dtb::new(&mut buf).unwrap_err(), DtError::TooDeep);
+    }
+
+    #[test]
+    fn duplicate_siblings_refused() {
+        // Found by fuzzing (the `dt` target): Debian's Pi 4 DTB with cpu@1 renamed cpu@2
+        // lost a CPU in the rewrite of any edit.
+        let mut t = DeviceTree::new();
+        let mut cpus = DeviceTreeNode::new("cpus").unwrap();
+        cpus.add_child(DeviceTreeNode::new("cpu@2").unwrap());
+        cpus.add_child(DeviceTreeNode::new("cpu@3").unwrap());
+        t.root.add_child(cpus);
+        let mut buf = t.to_dtb();
+        assert!(Dtb::new(&mut buf.clone()).is_ok());
+        let at = buf.windows(5).position(|w| w == b"cpu@3").unwrap();
+        buf[at + 4] = b'2';
+        assert_eq!(
+            Dtb::new(&mut buf).unwrap_err(),
+            DtError::DuplicateNode {
+                path: "/cpus/cpu@2".into()
+            }
+        );
+
+        // Found next: /aliases with serial0 renamed serial1 changed the console an edit
+        // left alone.
+        let mut t = DeviceTree::new();
+        let mut aliases = DeviceTreeNode::new("aliases").unwrap();
+        aliases.add_property(DeviceTreeProperty::new("serial0", "/a").unwrap());
+        aliases.add_property(DeviceTreeProperty::new("serial1", "/b").unwrap());
+        t.root.add_child(aliases);
+        let mut buf = t.to_dtb();
+        assert!(Dtb::new(&mut buf.clone()).is_ok());
+        let at = buf.windows(7).position(|w| w == b"serial0").unwrap();
+        buf[at + 6] = b'1';
+        assert_eq!(
+            Dtb::new(&mut buf).unwrap_err(),
+            DtError::DuplicateProperty {
+                path: "/aliases/serial1".into()
+            }
+        );
     }
 
     #[test]

@@ -299,6 +299,9 @@ fn set_memory(
     for node in tree.root.children_mut().filter(|n| is_memory(n)) {
         if first {
             node.add_property(DeviceTreeProperty::new_unchecked("reg", reg.clone()));
+            // A node found by its name may lack the device_type that makes it RAM to
+            // Linux (early_init_dt_scan_memory) and to `Dtb::memory`: found by fuzzing.
+            node.add_property(DeviceTreeProperty::new_unchecked("device_type", "memory"));
             node.remove_property("status");
             first = false;
         } else {
@@ -438,5 +441,26 @@ mod tests {
         );
         assert_eq!(dtb.apply(&Edits::new().memory(&[])), Err(DtError::NoMemory));
         assert_eq!(buf, before);
+    }
+
+    #[test]
+    fn memory_edit_makes_the_node_ram() {
+        // Found by fuzzing (the `dt` target, Debian's Pi 4 DTB with its memory@0's
+        // device_type changed to "memo\xecy"): the RAM went into a node named memory@0
+        // that neither Linux nor `Dtb::memory` reads as RAM.
+        let mut t = DeviceTree::new();
+        t.root.add_child(
+            DeviceTreeNode::builder("memory@0")
+                .unwrap()
+                .property(DeviceTreeProperty::new("device_type", &b"memo\xecy\0"[..]).unwrap())
+                .property(DeviceTreeProperty::new("reg", vec![0u32, 0, 0]).unwrap())
+                .build(),
+        );
+        let mut buf = with_room(&t.to_dtb(), 256);
+        let mut dtb = Dtb::new(&mut buf).unwrap();
+        assert_eq!(dtb.memory(), Err(DtError::NoMemory));
+        let ram = [0x4000_0000..0x8000_0000, 0x1_0000_0000..0x1_4000_0000];
+        dtb.apply(&Edits::new().memory(&ram)).unwrap();
+        assert_eq!(dtb.memory().unwrap(), ram.to_vec());
     }
 }

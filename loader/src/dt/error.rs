@@ -39,6 +39,20 @@ pub enum DtError {
     /// Nodes nest deeper than [`MAX_DEPTH`].
     #[error("DTB nodes nest deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// Two children of one node have the same name (Devicetree Specification 2.2.1 wants
+    /// them unique); an edit would keep only one of them.
+    #[error("DTB node {path} appears twice: sibling nodes must have different names")]
+    DuplicateNode {
+        /// The full path of the repeated name.
+        path: String,
+    },
+    /// A node has two properties of the same name (Devicetree Specification 2.2.4 wants
+    /// them unique); readers would see the first, an edit would keep only one of them.
+    #[error("DTB property {path} appears twice in its node: property names must be unique")]
+    DuplicateProperty {
+        /// The node's path and the repeated property name.
+        path: String,
+    },
 
     // What the tree says.
     /// A path names no node.

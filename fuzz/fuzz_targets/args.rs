@@ -1,0 +1,3 @@
+//! The `args` fuzz target: see `hypstub_fuzz::args`.
+#![no_main]
+hypstub_fuzz::target!(args);

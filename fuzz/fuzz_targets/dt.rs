@@ -1,0 +1,3 @@
+//! The `dt` fuzz target: see `hypstub_fuzz::dt`.
+#![no_main]
+hypstub_fuzz::target!(dt);

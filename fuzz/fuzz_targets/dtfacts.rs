@@ -1,0 +1,3 @@
+//! The `dtfacts` fuzz target: see `hypstub_fuzz::dtfacts`.
+#![no_main]
+hypstub_fuzz::target!(dtfacts);

@@ -1,0 +1,3 @@
+//! The `plan` fuzz target: see `hypstub_fuzz::plan`.
+#![no_main]
+hypstub_fuzz::target!(plan);
