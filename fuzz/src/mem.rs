@@ -93,20 +93,3 @@ impl Memory for SparseMem {
         &mut p[off..off + len]
     }
 }
-
-/// CRC-32C written bit by bit from its definition (reflected, polynomial 0x82F63B78,
-/// register and result inverted), to check the project's table-driven one against.
-pub fn crc32c_reference(data: &[u8]) -> u32 {
-    let mut reg = !0u32;
-    for &b in data {
-        reg ^= u32::from(b);
-        for _ in 0..8 {
-            reg = if reg & 1 != 0 {
-                (reg >> 1) ^ 0x82F6_3B78
-            } else {
-                reg >> 1
-            };
-        }
-    }
-    !reg
-}
