@@ -582,26 +582,22 @@ mod tests {
             }
         ));
         // A forwarded 32-bit call gets W0..W3; a 64-bit one X1..X3 in full.
-        assert_eq!(
-            decide(
-                &[0xdead_0000_8400_0002, 0xffff_ffff_0000_0001, 0, 0, 0],
-                Conduit::Smc,
-                ALL
+        for (regs, args) in [
+            (
+                [0xdead_0000_8400_0002, 0xffff_ffff_0000_0001, 0, 0, 0],
+                [0x8400_0002, 1, 0, 0],
             ),
-            Action::ForwardPsci {
-                args: [0x8400_0002, 1, 0, 0]
-            }
-        );
-        assert_eq!(
-            decide(
-                &[0xC400_0004, 0xffff_ffff_0000_0001, 2, 3, 0],
-                Conduit::Smc,
-                ALL
+            (
+                [0xC400_0004, 0xffff_ffff_0000_0001, 2, 3, 0],
+                [0xC400_0004, 0xffff_ffff_0000_0001, 2, 3],
             ),
-            Action::ForwardPsci {
-                args: [0xC400_0004, 0xffff_ffff_0000_0001, 2, 3]
-            }
-        );
+        ] {
+            assert_eq!(
+                decide(&regs, Conduit::Smc, ALL),
+                Action::ForwardPsci { args },
+                "{regs:#x?}"
+            );
+        }
         assert_eq!(
             decide(&[u64::MAX, 0, 0, 0, 0], Conduit::Hvc, ALL),
             Action::Reply {

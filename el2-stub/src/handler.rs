@@ -323,27 +323,11 @@ fn report_payload_el1_fault<P: Platform>(frame: &Frame, esr_el2: u64) -> ! {
             slot.describe()
         ),
     );
-    console::line(
-        put,
-        format_args!(
-            "  ESR_EL1={esr:#018x} (EC={:#04x} IL={} ISS={:#09x})",
-            esr::exception_class(esr),
-            (esr >> 25) & 1,
-            esr & 0x1ff_ffff
-        ),
-    );
-    console::line(
-        put,
-        format_args!(
-            "  ELR_EL1={:#018x} FAR_EL1={:#018x} SPSR_EL1={:#018x}",
-            ELR_EL1.get(),
-            FAR_EL1.get(),
-            SPSR_EL1.get()
-        ),
-    );
-    registers_line::<P>(frame);
-    console::line(put, format_args!("hypstub: system stopped"));
-    P::stop()
+    fault_registers_and_stop::<P>(
+        frame,
+        1,
+        [esr, ELR_EL1.get(), FAR_EL1.get(), SPSR_EL1.get()],
+    )
 }
 
 /// Whose code took an exception the stub does not serve.
@@ -416,32 +400,37 @@ pub fn report_and_stop<P: Platform>(frame: &Frame, slot: Slot, esr: u64, who: Wh
             ),
         );
     }
+    fault_registers_and_stop::<P>(
+        frame,
+        2,
+        [esr, ELR_EL2.get(), FAR_EL2.get(), SPSR_EL2.get()],
+    )
+}
+
+/// The end of every fault report: the syndrome, return, fault-address and saved-state
+/// registers of exception level `el` (`[ESR, ELR, FAR, SPSR]`), the CPU and the
+/// interrupted context's first registers; then the machine stops.
+fn fault_registers_and_stop<P: Platform>(
+    frame: &Frame,
+    el: u8,
+    [esr, elr, far, spsr]: [u64; 4],
+) -> ! {
+    let put = P::console_write;
     console::line(
         put,
         format_args!(
-            "  ESR_EL2={esr:#018x} (EC={ec:#04x} IL={} ISS={:#09x})",
+            "  ESR_EL{el}={esr:#018x} (EC={:#04x} IL={} ISS={:#09x})",
+            esr::exception_class(esr),
             (esr >> 25) & 1,
             esr & 0x1ff_ffff
         ),
     );
     console::line(
         put,
-        format_args!(
-            "  ELR_EL2={:#018x} FAR_EL2={:#018x} SPSR_EL2={:#018x}",
-            ELR_EL2.get(),
-            FAR_EL2.get(),
-            SPSR_EL2.get()
-        ),
+        format_args!("  ELR_EL{el}={elr:#018x} FAR_EL{el}={far:#018x} SPSR_EL{el}={spsr:#018x}"),
     );
-    registers_line::<P>(frame);
-    console::line(put, format_args!("hypstub: system stopped"));
-    P::stop()
-}
-
-/// The CPU and the interrupted context's first registers, for a fault report.
-fn registers_line<P: Platform>(frame: &Frame) {
     console::line(
-        P::console_write,
+        put,
         format_args!(
             "  MPIDR_EL1={:#x} x0={:#x} x1={:#x} x2={:#x} x3={:#x} x30={:#x}",
             MPIDR_EL1.get(),
@@ -452,4 +441,6 @@ fn registers_line<P: Platform>(frame: &Frame) {
             frame.x[30]
         ),
     );
+    console::line(put, format_args!("hypstub: system stopped"));
+    P::stop()
 }

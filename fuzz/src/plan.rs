@@ -521,7 +521,7 @@ fn check_ready(
         assert!(in_clean(b.digests));
         for (k, (_, d)) in added.iter().enumerate() {
             let at = b.digests + 24 * k as u64;
-            let (start, len, crc) = (mem.u64(at), mem.u64(at + 8), mem.u64(at + 16));
+            let (start, len, hash) = (mem.u64(at), mem.u64(at + 8), mem.u64(at + 16));
             assert_eq!((start, len), (d.start, d.end - d.start));
             let mut bytes = Vec::with_capacity(len as usize);
             let mut left = len;
@@ -544,7 +544,7 @@ fn check_ready(
                 left -= n;
             }
             let want = reloc::digest::hash64(&bytes);
-            assert_eq!(crc, u64::from(want), "digest of segment {k}");
+            assert_eq!(hash, want, "digest of segment {k}");
         }
     } else {
         assert_eq!((b.digests, b.digest_count), (0, 0));

@@ -321,8 +321,31 @@ fn listing(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(v)
 }
 
+/// Clippy over the fuzz workspace (outside the main one, so the main clippy step does not
+/// see it), with the build's flags and target directory so that the two share their build
+/// scripts' output (libFuzzer's C++).
+fn clippy() -> anyhow::Result<()> {
+    let host = host()?;
+    let mut cmd = cargo();
+    cmd.env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("RUSTFLAGS", RUSTFLAGS)
+        .args([
+            "clippy",
+            "--release",
+            "--all-targets",
+            "--manifest-path",
+            MANIFEST,
+            "--target",
+            &host,
+        ])
+        .arg("--target-dir")
+        .arg(dir().join("build"))
+        .args(["--", "-D", "warnings"]);
+    run(&mut cmd, false)
+}
+
 /// `cargo xtask fuzz`: with `inputs` given, runs them once through the (one) target;
-/// otherwise builds, gathers the outside inputs and fuzzes each target (or only `only`) for
+/// otherwise checks the fuzz workspace with rustfmt and clippy, builds, gathers the outside inputs and fuzzes each target (or only `only`) for
 /// `seconds`, printing one line of figures per target.
 pub fn fuzz(
     qemu: &Qemu,
@@ -337,6 +360,7 @@ pub fn fuzz(
         cargo().args(["fmt", "--manifest-path", MANIFEST, "--", "--check"]),
         false,
     )?;
+    clippy()?;
     let bin = build()?;
     if !inputs.is_empty() {
         let Some(target) = only else {

@@ -82,22 +82,22 @@ hypstub_ram_probe_vectors:
     str     w0, [x20]
 .endm
 
+// Puts the string at `msg`, then the KiB from the start of RAM to `end`, in decimal.
+.macro ram_put_kib msg, end
+    ldr     x21, =\msg
+    bl      hypstub_ram_puts
+    ldr     x22, ={RAM_START}
+    sub     x22, \end, x22
+    lsr     x22, x22, #10
+    bl      hypstub_ram_putdec
+.endm
+
 // RAM ends at x10, below x11 (the end of the work area): say so on the PL011 (no stack,
 // no RAM: registers only) and power off (PSCI SYSTEM_OFF).
 hypstub_ram_too_small:
     ldr     x20, ={PL011}
-    ldr     x21, =hypstub_ram_msg_1
-    bl      hypstub_ram_puts
-    ldr     x22, ={RAM_START}
-    sub     x22, x11, x22
-    lsr     x22, x22, #10
-    bl      hypstub_ram_putdec
-    ldr     x21, =hypstub_ram_msg_2
-    bl      hypstub_ram_puts
-    ldr     x22, ={RAM_START}
-    sub     x22, x10, x22
-    lsr     x22, x22, #10
-    bl      hypstub_ram_putdec
+    ram_put_kib hypstub_ram_msg_1, x11
+    ram_put_kib hypstub_ram_msg_2, x10
     ldr     x21, =hypstub_ram_msg_3
     bl      hypstub_ram_puts
     ldr     w0, =0x84000008
