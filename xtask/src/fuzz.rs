@@ -68,23 +68,29 @@ fn host() -> anyhow::Result<String> {
     Ok(crate::toolchain::Toolchain::current()?.host)
 }
 
-/// Builds every target; returns the folder of the binaries.
-pub fn build() -> anyhow::Result<PathBuf> {
-    let host = host()?;
+/// `cargo <sub> --release` of the fuzz workspace for the host, with the fuzzing flags, in
+/// its own target directory (the one [`build`] and [`clippy`] share).
+fn fuzz_cargo(sub: &str, host: &str) -> Command {
     let mut cmd = cargo();
     cmd.env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env("RUSTFLAGS", RUSTFLAGS)
         .args([
-            "build",
+            sub,
             "--release",
             "--manifest-path",
             MANIFEST,
             "--target",
-            &host,
+            host,
         ])
         .arg("--target-dir")
         .arg(dir().join("build"));
-    run(&mut cmd, false)?;
+    cmd
+}
+
+/// Builds every target; returns the folder of the binaries.
+pub fn build() -> anyhow::Result<PathBuf> {
+    let host = host()?;
+    run(&mut fuzz_cargo("build", &host), false)?;
     Ok(dir().join("build").join(host).join("release"))
 }
 
@@ -325,22 +331,8 @@ fn listing(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// see it), with the build's flags and target directory so that the two share their build
 /// scripts' output (libFuzzer's C++).
 fn clippy() -> anyhow::Result<()> {
-    let host = host()?;
-    let mut cmd = cargo();
-    cmd.env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env("RUSTFLAGS", RUSTFLAGS)
-        .args([
-            "clippy",
-            "--release",
-            "--all-targets",
-            "--manifest-path",
-            MANIFEST,
-            "--target",
-            &host,
-        ])
-        .arg("--target-dir")
-        .arg(dir().join("build"))
-        .args(["--", "-D", "warnings"]);
+    let mut cmd = fuzz_cargo("clippy", &host()?);
+    cmd.args(["--all-targets", "--", "-D", "warnings"]);
     run(&mut cmd, false)
 }
 
