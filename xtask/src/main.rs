@@ -151,6 +151,10 @@ enum Cmd {
         /// stub keeps after the hand-off with hypstub.el=1, against 128 KiB and 32 KiB.
         #[arg(long, conflicts_with_all = ["reloc", "boot", "pi"])]
         size: bool,
+        /// Linux boot: no early console, so that Linux's first line comes when its PL011
+        /// driver registers (about 0.8 s after its entry) instead of at its entry.
+        #[arg(long)]
+        no_earlycon: bool,
         /// Timed Linux boots of each kind (the median is reported).
         #[arg(long, value_name = "N", default_value_t = bench::boot::DEFAULT_RUNS, value_parser = clap::value_parser!(u32).range(1..))]
         boot_runs: u32,
@@ -421,6 +425,7 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
             reloc,
             boot,
             boot_runs,
+            no_earlycon,
             pi,
             size,
         } => {
@@ -450,7 +455,12 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
                 code = bench_reloc(&qemu, &built.image, sizes, runs)?;
             }
             if let Some(files) = &linux_assets {
-                bench_boot(&qemu, &built.image, files, boot_runs)?;
+                let console = if no_earlycon {
+                    bench::boot::LinuxConsole::Late
+                } else {
+                    bench::boot::LinuxConsole::Early
+                };
+                bench_boot(&qemu, &built.image, files, boot_runs, console)?;
             }
             Ok(code)
         }
@@ -721,6 +731,7 @@ fn bench_boot(
     hypstub: &Path,
     files: &assets::LinuxAssets,
     runs: u32,
+    console: bench::boot::LinuxConsole,
 ) -> anyhow::Result<()> {
     use bench::boot::{self, Kind};
     let firmware = boot::Firmware {
@@ -736,7 +747,7 @@ fn bench_boot(
         bench::uboot::describe(&bench::uboot::ENV)
     );
     for kind in Kind::ALL {
-        let machine = boot::machine(kind, &firmware, files);
+        let machine = boot::machine(kind, &firmware, files, console);
         println!(
             "Linux boot, {}: {}",
             kind.name(),
@@ -744,7 +755,7 @@ fn bench_boot(
         );
     }
     println!();
-    let report = boot::run(qemu, &firmware, files, runs)?;
+    let report = boot::run(qemu, &firmware, files, runs, console)?;
     println!("{}", report.table());
     println!("{}", report.added_line());
     println!("{}", report.target_line());

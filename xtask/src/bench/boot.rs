@@ -13,7 +13,9 @@
 //!   at EL2 (hw/arm/boot.c), the fastest a firmware could hope to be.
 //!
 //! Each run is timed on the host, from spawning QEMU to the moment the serial console
-//! delivers Linux's first line ([`LINUX_FIRST`]): the figure a firmware changes. The run
+//! delivers Linux's first line ([`LINUX_FIRST`]): the figure a firmware changes. Linux
+//! runs with `earlycon` on the PL011 ([`LinuxConsole::Early`], the default), so that line
+//! comes at its entry rather than about 0.8 s later when its console driver registers. The run
 //! goes on to `INITRAMFS MARKER DONE` (QEMU is then killed), so that only a boot that
 //! reached `/init` with every CPU at EL2 counts, and the console must show the firmware
 //! it was meant to go through ([`check`]). One untimed warm-up boot of each kind comes
@@ -105,9 +107,28 @@ impl Phases {
     }
 }
 
+/// The PL011 of QEMU virt, for Linux's early console.
+pub const EARLYCON: &str = "earlycon=pl011,0x9000000";
+
+/// When Linux's log reaches the console, and so what [`LINUX_FIRST`] marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinuxConsole {
+    /// `earlycon` on QEMU virt's PL011 (the default): Linux prints from its first
+    /// instructions, so its first line marks its entry and a run measures what the firmware
+    /// (or QEMU) spent before it.
+    Early,
+    /// No early console (`--no-earlycon`, the bench's measurement until it had one): Linux
+    /// keeps its log until its PL011 driver registers the console, about 0.8 s of its own
+    /// start-up later, which is in every figure with its noise.
+    Late,
+}
+
 /// The kernel command line of every kind of boot.
-pub fn append() -> String {
-    linux::command_line(["panic=-1"])
+pub fn append(console: LinuxConsole) -> String {
+    match console {
+        LinuxConsole::Early => linux::command_line(["panic=-1", EARLYCON]),
+        LinuxConsole::Late => linux::command_line(["panic=-1"]),
+    }
 }
 
 /// One way of booting.
@@ -154,16 +175,22 @@ pub struct Firmware {
 }
 
 /// The machine of one run.
-pub fn machine(kind: Kind, firmware: &Firmware, assets: &LinuxAssets) -> QemuRun {
+pub fn machine(
+    kind: Kind,
+    firmware: &Firmware,
+    assets: &LinuxAssets,
+    console: LinuxConsole,
+) -> QemuRun {
+    let append = append(console);
     let run = match kind {
-        Kind::Hypstub => linux::through_hypstub(&firmware.hypstub, assets, &append()),
-        Kind::UBoot => linux::through_hypstub(&firmware.uboot, assets, &append())
+        Kind::Hypstub => linux::through_hypstub(&firmware.hypstub, assets, &append),
+        Kind::UBoot => linux::through_hypstub(&firmware.uboot, assets, &append)
             .arg("-drive")
             .arg(format!(
                 "if=pflash,unit=1,format=raw,readonly=on,file={}",
                 firmware.uboot_env.display()
             )),
-        Kind::Direct => linux::direct(assets, &append()),
+        Kind::Direct => linux::direct(assets, &append),
     };
     run.smp(SMP).cpu(CPU)
 }
@@ -325,16 +352,18 @@ pub fn run(
     firmware: &Firmware,
     assets: &LinuxAssets,
     runs: u32,
+    console: LinuxConsole,
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(runs >= 1, "--boot-runs must be at least 1");
     for kind in Kind::ALL {
         eprintln!("bench: boot: warm-up, {}", kind.name());
-        once(qemu, kind, firmware, assets).with_context(|| format!("warm-up, {}", kind.name()))?;
+        once(qemu, kind, firmware, assets, console)
+            .with_context(|| format!("warm-up, {}", kind.name()))?;
     }
     let mut report = Report::default();
     for round in 0..runs {
         for kind in Kind::round(round) {
-            let run = once(qemu, kind, firmware, assets)
+            let run = once(qemu, kind, firmware, assets, console)
                 .with_context(|| format!("{} run {} of {runs}", kind.name(), round + 1))?;
             report.engine.extend(run.engine);
             report.firmware.extend(run.firmware);
@@ -442,8 +471,14 @@ pub fn check(
 }
 
 /// One boot, to the marker; fails with the log unless [`check`] accepts it.
-fn once(qemu: &Qemu, kind: Kind, firmware: &Firmware, assets: &LinuxAssets) -> anyhow::Result<Run> {
-    let run = machine(kind, firmware, assets);
+fn once(
+    qemu: &Qemu,
+    kind: Kind,
+    firmware: &Firmware,
+    assets: &LinuxAssets,
+    console: LinuxConsole,
+) -> anyhow::Result<Run> {
+    let run = machine(kind, firmware, assets, console);
     let capture = Capture {
         timeout: RUN_TIMEOUT,
         stop_at: Some(MARKER_DONE.to_owned()),
@@ -660,7 +695,7 @@ mod tests {
             uboot_env: "/env.img".into(),
         };
         let args = |kind| {
-            machine(kind, &firmware, &assets)
+            machine(kind, &firmware, &assets, LinuxConsole::Late)
                 .machine_args()
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
@@ -681,6 +716,15 @@ mod tests {
             args(Kind::UBoot),
             args(Kind::Hypstub).replace("/fw.bin", "/u-boot.bin")
                 + " -drive if=pflash,unit=1,format=raw,readonly=on,file=/env.img"
+        );
+        let early = machine(Kind::Direct, &firmware, &assets, LinuxConsole::Early);
+        assert!(
+            early
+                .machine_args()
+                .iter()
+                .any(|a| a.to_string_lossy() == "console=ttyAMA0 panic=-1 earlycon=pl011,0x9000000"),
+            "{:?}",
+            early.machine_args()
         );
     }
 }
