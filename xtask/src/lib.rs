@@ -18,7 +18,7 @@
 //! - [`checks`]: the steps of `cargo xtask test`, the same ones CI runs.
 //! - [`fuzz`]: `cargo xtask fuzz`, the coverage-guided fuzz targets of `fuzz/` (libFuzzer on
 //!   stable Rust), seeded with real inputs gathered at run time.
-//! - [`bench`]: `cargo xtask bench`, the relocation figures, with its payloads
+//! - [`bench`](mod@bench): `cargo xtask bench`, the relocation figures, with its payloads
 //!   ([`bench::payload`], encoded with [`a64`]) and the console lines it reads, and the
 //!   Linux boot time through hypstub and U-Boot against QEMU's own boot ([`bench::boot`],
 //!   [`bench::uboot`]).
