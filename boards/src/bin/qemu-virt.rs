@@ -37,6 +37,7 @@ mod firmware {
         RAM_START = const board::RAM_START,
         PAYLOAD_LOWEST = const board::PAYLOAD_LOWEST,
         PL011 = const board::PL011,
+        EARLY_RUNS = const board::HYPSTUB_QEMU_VIRT_EARLY_RUNS.len(),
     );
 
     /// The boot CPU at EL2, MMU off, on its EL2 stack, RAM sections ready.

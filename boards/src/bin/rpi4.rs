@@ -38,6 +38,7 @@ mod firmware {
         MAX_CPUS = const el2_stub::cpus::MAX_CPUS,
         EARLY_START = const board::SHARED.start,
         EARLY_END = const board::EARLY_CODE.end,
+        EARLY_RUNS = const board::HYPSTUB_RPI4_EARLY_RUNS.len(),
         SHARED_PARKED = const board::SHARED_PARKED,
         SHARED_RELEASE = const board::SHARED_RELEASE,
         PL011_FALLBACK = const board::FALLBACK_UARTS[1].base(),

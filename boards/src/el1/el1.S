@@ -1,6 +1,32 @@
 // The EL1 stage's assembly: MMU on, the switch to the full map, the vector table, and the
 // point of no return (clean, then HVC_SOFT_RESTART to the relocation engine).
 
+// hypstub_el1_early_map(x0 = tables, x1 = runs, x2 = number of runs)
+// Writes the early map's runs (`mmu::Run`, 32 bytes each: u32 at, u32 count, u64 desc,
+// u64 step, u64 link) into the zeroed tables at x0: entry `at` (counted from the first
+// table's first entry) gets desc (+ x0 if link), the next one desc + step, and so on.
+// Runs with the MMU off, before any Rust at EL1; uses no stack, only x1..x8. The tables
+// are in RAM that hypstub_el1_mmu_on then invalidates, so no line predates these stores.
+.section .text.hypstub_el1_early_map, "ax"
+.global hypstub_el1_early_map
+hypstub_el1_early_map:
+    cbz     x2, 3f
+    ldp     w3, w4, [x1]                        // at, count
+    ldp     x5, x6, [x1, #8]                    // desc, step
+    ldr     x7, [x1, #24]                       // link
+    add     x1, x1, #32
+    cbz     x7, 1f
+    add     x5, x5, x0
+1:  add     x8, x0, x3, lsl #3
+2:  cbz     w4, 4f
+    str     x5, [x8], #8
+    add     x5, x5, x6
+    sub     w4, w4, #1
+    b       2b
+4:  sub     x2, x2, #1
+    b       hypstub_el1_early_map
+3:  ret
+
 // hypstub_el1_mmu_on(x0 = TTBR0_EL1, x1 = start, x2 = end of RAM written with the MMU off)
 // Runs with the MMU off, before any Rust at EL1; uses no stack.
 .section .text.hypstub_el1_mmu_on, "ax"

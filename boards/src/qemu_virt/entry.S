@@ -51,7 +51,11 @@ _start:
 .global qemu_virt_el1_entry
 qemu_virt_el1_entry:
     mov     x19, x0
-    ldr     x0, =HYPSTUB_QEMU_VIRT_L1
+    ldr     x0, =HYPSTUB_QEMU_VIRT_EARLY
+    ldr     x1, =HYPSTUB_QEMU_VIRT_EARLY_RUNS
+    mov     x2, #{EARLY_RUNS}
+    bl      hypstub_el1_early_map
+    ldr     x0, =HYPSTUB_QEMU_VIRT_EARLY
     ldr     x1, ={RAM_START}
     ldr     x2, ={PAYLOAD_LOWEST}
     bl      hypstub_el1_mmu_on

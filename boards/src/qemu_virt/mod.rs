@@ -12,7 +12,7 @@ mod memory_map;
 pub use board::QemuVirtBoard;
 pub use memory_map::*;
 
-use crate::el1::mmu::{Descriptor, Kind, Table};
+use crate::el1::mmu::{EarlyTables, Kind, Run};
 
 /// The board's name, as `cargo xtask build --board` spells it.
 pub const NAME: &str = "qemu-virt";
@@ -39,56 +39,54 @@ pub const FLASH_NODE: &str = "flash@0";
 const MIB2: u64 = 2 << 20;
 const GIB: u64 = 1 << 30;
 
-/// Level 3 for the first 2 MiB of RAM: the DTB and the EL1 stage's RAM as data; the stub's
-/// resident RAM left unmapped, so a stray EL1 access to it faults instead of corrupting it.
-static L3_RAM: Table = Table({
-    let mut t = [Descriptor::INVALID; 512];
-    let mut i = 0;
-    while i < 512 {
-        let pa = RAM_START + i as u64 * 4096;
-        if pa < RESIDENT.start || pa >= RESIDENT.end {
-            t[i] = Descriptor::page(pa, Kind::Data);
-        }
-        i += 1;
-    }
-    t
-});
+// The early map's tables ([`HYPSTUB_QEMU_VIRT_EARLY`]), by index.
+const L1: usize = 0;
+const L2_LOW: usize = 1;
+const L2_RAM: usize = 2;
+const L3_RAM: usize = 3;
+const RESIDENT_PAGES: core::ops::Range<usize> =
+    ((RESIDENT.start - RAM_START) / 4096) as usize..((RESIDENT.end - RAM_START) / 4096) as usize;
+const FLASH_BLOCKS: usize = (FLASH.end / MIB2) as usize;
 
-/// Level 2 for the first GiB of RAM: only its first 2 MiB; the payload's RAM is reached by
-/// DMA and never through the EL1 stage's caches.
-static L2_RAM: Table = Table({
-    let mut t = [Descriptor::INVALID; 512];
-    t[0] = Descriptor::table(&L3_RAM);
-    t
-});
-
-/// Level 2 for 0..1 GiB: flash as code, the rest (GIC, UART, fw_cfg, ...) as device memory.
-static L2_LOW: Table = Table({
-    let mut t = [Descriptor::INVALID; 512];
-    let mut i = 0;
-    while i < 512 {
-        let pa = i as u64 * MIB2;
-        t[i] = Descriptor::block(
-            pa,
-            if pa < FLASH.end {
-                Kind::Code
-            } else {
-                Kind::Device
-            },
-        );
-        i += 1;
-    }
-    t
-});
-
-/// The root table (level 1, 4 entries of 1 GiB used), TTBR0_EL1 of the EL1 stage.
+/// The EL1 stage's early map, which `entry.S` writes into [`HYPSTUB_QEMU_VIRT_EARLY`]:
+/// - level 1 (4 entries of 1 GiB used): 0..1 GiB through level 2 `L2_LOW`, the first GiB
+///   of RAM through `L2_RAM`;
+/// - `L2_LOW`: flash as code, the rest of 0..1 GiB (GIC, UART, fw_cfg, ...) as device
+///   memory, in 2 MiB blocks;
+/// - `L2_RAM`: only the first 2 MiB of RAM, through `L3_RAM` (the payload's RAM is reached
+///   by DMA and never through the EL1 stage's caches);
+/// - `L3_RAM`: the DTB and the EL1 stage's RAM as data; the stub's resident RAM left
+///   unmapped, so a stray EL1 access to it faults instead of corrupting it.
 #[unsafe(no_mangle)]
-pub static HYPSTUB_QEMU_VIRT_L1: Table = Table({
-    let mut t = [Descriptor::INVALID; 512];
-    t[0] = Descriptor::table(&L2_LOW);
-    t[(RAM_START / GIB) as usize] = Descriptor::table(&L2_RAM);
-    t
-});
+pub static HYPSTUB_QEMU_VIRT_EARLY_RUNS: [Run; 7] = [
+    Run::table(L1, 0, L2_LOW),
+    Run::table(L1, (RAM_START / GIB) as usize, L2_RAM),
+    Run::blocks_2m(L2_LOW, 0, FLASH_BLOCKS, 0, Kind::Code),
+    Run::blocks_2m(
+        L2_LOW,
+        FLASH_BLOCKS,
+        512 - FLASH_BLOCKS,
+        FLASH.end,
+        Kind::Device,
+    ),
+    Run::table(L2_RAM, 0, L3_RAM),
+    Run::pages(L3_RAM, 0, RESIDENT_PAGES.start, RAM_START, Kind::Data),
+    Run::pages(
+        L3_RAM,
+        RESIDENT_PAGES.end,
+        512 - RESIDENT_PAGES.end,
+        RESIDENT.end,
+        Kind::Data,
+    ),
+];
+
+/// The early map's tables (table 0 is the root, TTBR0_EL1 of the EL1 stage), in `.bss`:
+/// written by `entry.S` from [`HYPSTUB_QEMU_VIRT_EARLY_RUNS`] with the MMU off.
+#[unsafe(no_mangle)]
+pub static mut HYPSTUB_QEMU_VIRT_EARLY: EarlyTables<4> = EarlyTables::ZERO;
+
+const _: () = assert!(FLASH.end.is_multiple_of(MIB2) && FLASH.end < GIB);
+const _: () = assert!(RESIDENT.start >= RAM_START && RESIDENT.end <= RAM_START + MIB2);
 
 #[cfg(target_arch = "aarch64")]
 /// The stub's view of the board.
@@ -160,6 +158,7 @@ core::arch::global_asm!(
     RAM_START = const RAM_START,
     PAYLOAD_LOWEST = const PAYLOAD_LOWEST,
     PL011 = const PL011,
+    EARLY_RUNS = const HYPSTUB_QEMU_VIRT_EARLY_RUNS.len(),
 );
 
 #[cfg(target_arch = "aarch64")]
@@ -174,15 +173,37 @@ mod tests {
 
     #[test]
     fn early_map_leaves_the_stub_unmapped() {
-        let page = |pa: u64| L3_RAM.0[((pa - RAM_START) / 4096) as usize].bits();
+        use crate::el1::mmu::{apply, Descriptor};
+        let base = 0x4010_9000;
+        let t = apply::<4>(&HYPSTUB_QEMU_VIRT_EARLY_RUNS, base);
+        let page = |pa: u64| t.0[L3_RAM][((pa - RAM_START) / 4096) as usize];
         assert_eq!(page(RESIDENT.start), 0);
         assert_eq!(page(RESIDENT.end - 4096), 0);
-        assert_ne!(page(RESIDENT.end), 0);
-        assert_ne!(page(DTB.start), 0);
-        assert_eq!(L2_LOW.0[0].bits() & (1 << 53), 0, "flash is executable");
-        assert_ne!(
-            L2_LOW.0[(PL011 as u64 / MIB2) as usize].bits() & (1 << 54),
-            0
+        assert_eq!(
+            page(RESIDENT.end),
+            Descriptor::page(RESIDENT.end, Kind::Data).bits()
         );
+        assert_eq!(
+            page(DTB.start),
+            Descriptor::page(DTB.start, Kind::Data).bits()
+        );
+        let last = RAM_START + MIB2 - 4096;
+        assert_eq!(page(last), Descriptor::page(last, Kind::Data).bits());
+        assert_eq!(t.0[L2_LOW][0] & (1 << 53), 0, "flash is executable");
+        assert_eq!(t.0[L2_LOW][0], Descriptor::block(0, Kind::Code).bits());
+        let uart = t.0[L2_LOW][(PL011 as u64 / MIB2) as usize];
+        assert_eq!(
+            uart,
+            Descriptor::block(PL011 as u64 & !(MIB2 - 1), Kind::Device).bits()
+        );
+        assert_eq!(
+            t.0[L2_LOW][511],
+            Descriptor::block(GIB - MIB2, Kind::Device).bits()
+        );
+        assert_eq!(t.0[L1][0], base + 0x1000 + 3, "level 1 -> L2_LOW");
+        assert_eq!(t.0[L1][1], base + 0x2000 + 3, "level 1 -> L2_RAM");
+        assert_eq!(t.0[L2_RAM][0], base + 0x3000 + 3, "L2_RAM -> L3_RAM");
+        assert_eq!(t.0[L2_RAM][1..], [0; 511], "only the first 2 MiB of RAM");
+        assert_eq!(t.0[L1][2..], [0; 510]);
     }
 }

@@ -86,7 +86,11 @@ _start:
 .global rpi4_el1_entry
 rpi4_el1_entry:
     mov     x19, x0
-    ldr     x0, =HYPSTUB_RPI4_L1
+    ldr     x0, =HYPSTUB_RPI4_EARLY
+    ldr     x1, =HYPSTUB_RPI4_EARLY_RUNS
+    mov     x2, #{EARLY_RUNS}
+    bl      hypstub_el1_early_map
+    ldr     x0, =HYPSTUB_RPI4_EARLY
     ldr     x1, ={EARLY_START}
     ldr     x2, ={EARLY_END}
     bl      hypstub_el1_mmu_on

@@ -22,7 +22,7 @@ pub use board::Rpi4Board;
 pub use memory_map::*;
 
 use crate::console::ConsoleUart;
-use crate::el1::mmu::{Descriptor, Kind, Table};
+use crate::el1::mmu::{EarlyTables, Kind, Run};
 
 /// The board's name in the banner.
 pub const NAME: &str = "rpi4";
@@ -39,57 +39,61 @@ pub const PM: u64 = 0xfe10_0000;
 const MIB2: u64 = 2 << 20;
 const GIB: u64 = 1 << 30;
 
-/// Level 3 for the first 2 MiB: page 0 and the shared page as data (the EL1 stage reads and
-/// writes the spin table), the stub's RAM unmapped, the EL1 stage's RAM as data, the image
-/// (and whatever follows it up to 2 MiB) as code.
-static L3_LOW: Table = Table({
-    let mut t = [Descriptor::INVALID; 512];
-    let mut i = 0;
-    while i < 512 {
-        let pa = i as u64 * 4096;
-        if pa >= EARLY_CODE.start {
-            t[i] = Descriptor::page(pa, Kind::Code);
-        } else if pa < RESIDENT.start || pa >= RESIDENT.end {
-            t[i] = Descriptor::page(pa, Kind::Data);
-        }
-        i += 1;
-    }
-    t
-});
+// The early map's tables ([`HYPSTUB_RPI4_EARLY`]), by index.
+const L1: usize = 0;
+const L2_LOW: usize = 1;
+const L2_DEVICES: usize = 2;
+const L3_LOW: usize = 3;
+const RESIDENT_PAGES: core::ops::Range<usize> =
+    (RESIDENT.start / 4096) as usize..(RESIDENT.end / 4096) as usize;
+const CODE_PAGE: usize = (EARLY_CODE.start / 4096) as usize;
+const DEVICE_BLOCK: usize = ((DEVICES.start - 3 * GIB) / MIB2) as usize;
 
-/// Level 2 for the first GiB: the low 2 MiB through [`L3_LOW`], the rest as data (the DTB
-/// and the payload are somewhere in it).
-static L2_LOW: Table = Table({
-    let mut t = [Descriptor::INVALID; 512];
-    t[0] = Descriptor::table(&L3_LOW);
-    let mut i = 1;
-    while i < 512 {
-        t[i] = Descriptor::block(i as u64 * MIB2, Kind::Data);
-        i += 1;
-    }
-    t
-});
-
-/// Level 2 for 3..4 GiB: the peripherals as Device memory; RAM there (4 and 8 GiB boards)
-/// waits for the full map.
-static L2_DEVICES: Table = Table({
-    let mut t = [Descriptor::INVALID; 512];
-    let mut i = ((DEVICES.start - 3 * GIB) / MIB2) as usize;
-    while i < 512 {
-        t[i] = Descriptor::block(3 * GIB + i as u64 * MIB2, Kind::Device);
-        i += 1;
-    }
-    t
-});
-
-/// The root table (level 1), TTBR0_EL1 of the EL1 stage's early map.
+/// The EL1 stage's early map, which `entry.S` writes into [`HYPSTUB_RPI4_EARLY`]:
+/// - level 1: the first GiB through `L2_LOW`, 3..4 GiB through `L2_DEVICES`;
+/// - `L2_LOW`: the low 2 MiB through `L3_LOW`, the rest as data in 2 MiB blocks (the DTB
+///   and the payload are somewhere in it);
+/// - `L2_DEVICES`: the peripherals as Device memory; RAM there (4 and 8 GiB boards) waits
+///   for the full map;
+/// - `L3_LOW`: page 0 and the shared page as data (the EL1 stage reads and writes the spin
+///   table), the stub's RAM unmapped, the EL1 stage's RAM as data, the image (and whatever
+///   follows it up to 2 MiB) as code.
 #[unsafe(no_mangle)]
-pub static HYPSTUB_RPI4_L1: Table = Table({
-    let mut t = [Descriptor::INVALID; 512];
-    t[0] = Descriptor::table(&L2_LOW);
-    t[3] = Descriptor::table(&L2_DEVICES);
-    t
-});
+pub static HYPSTUB_RPI4_EARLY_RUNS: [Run; 8] = [
+    Run::table(L1, 0, L2_LOW),
+    Run::table(L1, 3, L2_DEVICES),
+    Run::table(L2_LOW, 0, L3_LOW),
+    Run::blocks_2m(L2_LOW, 1, 511, MIB2, Kind::Data),
+    Run::blocks_2m(
+        L2_DEVICES,
+        DEVICE_BLOCK,
+        512 - DEVICE_BLOCK,
+        DEVICES.start,
+        Kind::Device,
+    ),
+    Run::pages(L3_LOW, 0, RESIDENT_PAGES.start, 0, Kind::Data),
+    Run::pages(
+        L3_LOW,
+        RESIDENT_PAGES.end,
+        CODE_PAGE - RESIDENT_PAGES.end,
+        RESIDENT.end,
+        Kind::Data,
+    ),
+    Run::pages(
+        L3_LOW,
+        CODE_PAGE,
+        512 - CODE_PAGE,
+        EARLY_CODE.start,
+        Kind::Code,
+    ),
+];
+
+/// The early map's tables (table 0 is the root, TTBR0_EL1 of the EL1 stage), in `.bss`:
+/// written by `entry.S` from [`HYPSTUB_RPI4_EARLY_RUNS`] with the MMU off.
+#[unsafe(no_mangle)]
+pub static mut HYPSTUB_RPI4_EARLY: EarlyTables<4> = EarlyTables::ZERO;
+
+const _: () = assert!(DEVICES.start.is_multiple_of(MIB2) && EARLY_CODE.start.is_multiple_of(4096));
 
 /// One cache line (64 bytes on the Cortex-A72) of words, so that what different agents
 /// write never shares a line (a write-back of one would undo the other).
@@ -387,7 +391,10 @@ mod tests {
 
     #[test]
     fn early_map() {
-        let page = |pa: u64| L3_LOW.0[(pa / 4096) as usize].bits();
+        use crate::el1::mmu::{apply, Descriptor};
+        let base = 0x2_0000;
+        let t = apply::<4>(&HYPSTUB_RPI4_EARLY_RUNS, base);
+        let page = |pa: u64| t.0[L3_LOW][(pa / 4096) as usize];
         assert_ne!(page(0), 0, "the spin table is reachable");
         assert_eq!(
             page(RESIDENT.start),
@@ -395,16 +402,35 @@ mod tests {
             "the stub's RAM is not mapped at EL1"
         );
         assert_eq!(page(RESIDENT.end - 4096), 0);
+        assert_eq!(
+            page(SHARED.start),
+            Descriptor::page(SHARED.start, Kind::Data).bits()
+        );
         assert_ne!(page(EL1_RAM.start) & (1 << 53), 0, "RAM is not executable");
+        assert_eq!(
+            page(EL1_RAM.end - 4096),
+            Descriptor::page(EL1_RAM.end - 4096, Kind::Data).bits()
+        );
         assert_eq!(page(IMAGE_BASE) & (1 << 53), 0, "the image is executable");
         assert_eq!((page(IMAGE_BASE) >> 6) & 3, 0b10, "and read-only");
-        let dev = L2_DEVICES.0[((0xfe20_1000 - 3 * GIB) / MIB2) as usize].bits();
+        let last = EARLY_CODE.end - 4096;
+        assert_eq!(page(last), Descriptor::page(last, Kind::Code).bits());
+        let dev = t.0[L2_DEVICES][((0xfe20_1000 - 3 * GIB) / MIB2) as usize];
         assert_eq!((dev >> 2) & 7, 0, "the PL011 is Device memory");
+        assert_eq!(dev, Descriptor::block(0xfe20_0000, Kind::Device).bits());
         assert_eq!(
-            L2_DEVICES.0[0].bits(),
-            0,
+            t.0[L2_DEVICES][0], 0,
             "RAM above 3 GiB waits for the full map"
         );
+        assert_eq!(t.0[L2_LOW][1], Descriptor::block(MIB2, Kind::Data).bits());
+        assert_eq!(
+            t.0[L2_LOW][511],
+            Descriptor::block(GIB - MIB2, Kind::Data).bits()
+        );
+        assert_eq!(t.0[L1][0], base + 0x1000 + 3, "level 1 -> L2_LOW");
+        assert_eq!(t.0[L1][3], base + 0x2000 + 3, "level 1 -> L2_DEVICES");
+        assert_eq!(t.0[L2_LOW][0], base + 0x3000 + 3, "L2_LOW -> L3_LOW");
+        assert_eq!(t.0[L1][1..3], [0; 2]);
     }
 
     #[test]
