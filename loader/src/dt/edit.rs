@@ -199,7 +199,7 @@ impl Dtb<'_> {
     /// [`Edits::stdout_path`], [`Edits::initrd`], [`Edits::memreserve`]: what QEMU virt's
     /// flow makes at EL2) are made by one pass over the blob's tokens that copies them into
     /// the new blob, changing only `/chosen`'s properties and adding the reservations
-    /// ([`splice`]); any other edit rebuilds the whole tree in `dtoolkit`'s model
+    /// (`splice`); any other edit rebuilds the whole tree in `dtoolkit`'s model
     /// ([`Dtb::apply_with_model`]). Both give the same tree, packed; the pass keeps the
     /// strings block as it was (adding the names it lacks), the model writes a new one.
     /// Either way the result is checked as [`Dtb::new`] checks a DTB before it replaces
