@@ -169,6 +169,10 @@ pub trait Board {
     /// Fills the staging `runs` of a part whose [`Source::Device`] writes them itself,
     /// with its own cache maintenance; when the part is loaded in place (`hypstub.inplace`),
     /// `runs` is its destination, in whole pages, clear of everything the firmware uses.
+    /// Either way the EL1 stage has not written `runs` since its caches went on (free RAM:
+    /// `handover::relocate` loads right after staging, before it copies a byte or the
+    /// planner writes a page), so none of their lines is dirty: a DMA needs no clean before
+    /// it, only the invalidate after.
     ///
     /// # Errors
     /// The device failed.

@@ -121,6 +121,8 @@ pub fn relocate(
                 unsafe { copy_into(&runs[*id], bytes) };
                 written.extend(runs[*id].iter().cloned());
             }
+            // Before any CPU write to free RAM (the copies, the planner's pages in
+            // `finish`): `Board::load` may rely on the runs having no dirty line.
             Bytes::Device => load(i, &runs[*id])?,
         }
     }

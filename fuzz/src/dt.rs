@@ -9,7 +9,8 @@
 //! that passes `Dtb::new` again within the room, says back what was written (command line,
 //! initrd, RAM, every reservation, `stdout-path`, the property, `status = "disabled"`), keeps
 //! `boot_cpuid_phys`, and leaves what was not edited as it was (the CPUs, the console, RAM,
-//! the reservations already there); an edit that fails leaves the DTB untouched.
+//! the reservations already there); an edit that fails leaves the DTB untouched; and the
+//! result is the tree the model's rewrite (`Dtb::apply_with_model`) makes of the same edits.
 
 use core::ops::Range;
 
@@ -117,7 +118,27 @@ pub fn run(data: &[u8]) {
         edits = edits.property_u64(path, "cpu-release-addr", value);
     }
 
-    if let Err(e) = dtb.apply(&edits) {
+    // The reference: the same edits through dtoolkit's model, which `apply` uses for all
+    // but edits of /chosen and the reservations (those it makes with a pass over the
+    // tokens, which must give the same tree).
+    let mut reference = buf_copy(&dtb, capacity);
+    let model = Dtb::new(&mut reference).map(|mut d| {
+        let r = d.apply_with_model(&edits);
+        (r, d.as_bytes().to_vec())
+    });
+    let result = dtb.apply(&edits);
+    match (&result, model) {
+        (Ok(()), Ok((Ok(()), m))) => assert_eq!(
+            canonical(dtb.as_bytes()),
+            canonical(&m),
+            "the token pass and the model made different trees"
+        ),
+        // The pass keeps the strings block whole, so it may need more room.
+        (Err(loader::dt::DtError::DoesNotFit { .. }), Ok((Ok(()), _))) => {}
+        (r, Ok((m, _))) => assert_eq!(r.is_ok(), m.is_ok(), "{r:?} against the model's {m:?}"),
+        (_, Err(e)) => panic!("the DTB's copy does not pass Dtb::new: {e}"),
+    }
+    if let Err(e) = result {
         assert!(!e.to_string().is_empty());
         assert_eq!(
             dtb.as_bytes(),
@@ -201,6 +222,22 @@ pub fn run(data: &[u8]) {
             assert_eq!(p, Some(b"disabled\0".to_vec()), "{path} is not disabled");
         }
     }
+}
+
+/// A copy of `dtb` with the same room (`capacity` bytes in all).
+fn buf_copy(dtb: &Dtb<'_>, capacity: usize) -> Vec<u8> {
+    let mut b = dtb.as_bytes().to_vec();
+    b.resize(capacity, 0);
+    b
+}
+
+/// `blob`'s tree as dtoolkit serialises it, with `boot_cpuid_phys`.
+fn canonical(blob: &[u8]) -> (Vec<u8>, u32) {
+    let fdt = dtoolkit::fdt::Fdt::new(blob).expect("an edited DTB dtoolkit refuses");
+    (
+        dtoolkit::model::DeviceTree::from_fdt(&fdt).to_dtb(),
+        fdt.boot_cpuid_phys(),
+    )
 }
 
 /// Each DTB of the inputs as it comes, and with the edits of QEMU virt at EL2 and at EL1,

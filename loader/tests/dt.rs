@@ -1318,3 +1318,83 @@ fn pi4_reserved_memory_from_the_header_and_reserved_memory_node() {
     );
     assert_eq!(with(&pi4(None), |d| d.reserved()).unwrap(), []);
 }
+
+/// `blob`'s tree as dtoolkit serialises it, with `boot_cpuid_phys`: what must not depend
+/// on which rewrite made the blob.
+fn canonical(blob: &[u8]) -> (Vec<u8>, u32) {
+    let fdt = Fdt::new(blob).unwrap();
+    (DeviceTree::from_fdt(&fdt).to_dtb(), fdt.boot_cpuid_phys())
+}
+
+#[test]
+fn token_pass_makes_the_tree_the_model_makes() {
+    // `Dtb::apply` edits /chosen and the reservations with a pass over the tokens; the
+    // model's rewrite must give the same tree, whatever /chosen looks like: QEMU's (with
+    // stdout-path and seeds), one with a child and the properties already set, none.
+    let mut with_child = DeviceTree::from_fdt(&Fdt::new(&small_tree()).unwrap());
+    with_child
+        .find_node_mut("/chosen")
+        .unwrap()
+        .add_child(DeviceTreeNode::new("framebuffer@0").unwrap());
+    let mut without = DeviceTree::from_fdt(&Fdt::new(&small_tree()).unwrap());
+    without.root.remove_child("chosen");
+    let mut cpuid = small_tree();
+    cpuid[31] = 3;
+    let blobs = [
+        QEMU_VIRT.to_vec(),
+        packed(),
+        small_tree(),
+        cpuid,
+        with_child.to_dtb(),
+        without.to_dtb(),
+    ];
+    let long = "y".repeat(5000);
+    let edits = [
+        Edits::new(),
+        Edits::new().bootargs("console=ttyAMA0 panic=-1"),
+        Edits::new()
+            .bootargs("console=ttyAMA0 panic=-1")
+            .initrd(0x4221_0000, 0x423d_3948),
+        Edits::new().memreserve(0x4010_0000, 0x8000),
+        Edits::new()
+            .initrd(1, 2)
+            .stdout_path("serial0:115200n8")
+            .bootargs(&long)
+            .memreserve(0x4010_0000, 0x8000)
+            .memreserve(0, 0x1000),
+        Edits::new().bootargs(""),
+    ];
+    for (b, blob) in blobs.iter().enumerate() {
+        for (e, edit) in edits.iter().enumerate() {
+            let (mut one, mut two) = (blob.clone(), blob.clone());
+            one.resize(blob.len() + 8192, 0);
+            two.resize(blob.len() + 8192, 0);
+            let mut pass = Dtb::new(&mut one).unwrap();
+            pass.apply(edit).unwrap();
+            let mut model = Dtb::new(&mut two).unwrap();
+            model.apply_with_model(edit).unwrap();
+            assert_eq!(
+                canonical(pass.as_bytes()),
+                canonical(model.as_bytes()),
+                "blob {b}, edits {e}"
+            );
+            // Packed: no free space, no NOPs.
+            assert!(pass.size() <= model.size() + 1024, "blob {b}, edits {e}");
+            let strings = u32::from_be_bytes(pass.as_bytes()[32..36].try_into().unwrap());
+            let off = u32::from_be_bytes(pass.as_bytes()[12..16].try_into().unwrap());
+            assert_eq!((off + strings) as usize, pass.size(), "blob {b}, edits {e}");
+        }
+    }
+}
+
+#[test]
+fn token_pass_does_not_fit_leaves_buffer_untouched() {
+    let mut buf = packed();
+    let before = buf.clone();
+    let mut dtb = Dtb::new(&mut buf).unwrap();
+    assert!(matches!(
+        dtb.apply(&Edits::new().bootargs("console=ttyAMA0 root=/dev/vda")),
+        Err(DtError::DoesNotFit { .. })
+    ));
+    assert_eq!(buf, before);
+}

@@ -207,7 +207,8 @@ impl Board for QemuVirtBoard {
         match part {
             // SAFETY: the planner's staging runs for this part, or its destination when it is
             // loaded in place: free RAM (clear of the firmware's busy and protected ranges),
-            // mapped as data, written by nothing else until the engine runs.
+            // mapped as data, written by nothing else until the engine runs, and not written
+            // by the EL1 stage since its caches went on (`Board::load`).
             Part::Kernel => unsafe { self.fw.load_kernel_runs(runs) }?,
             // SAFETY: as above.
             Part::Initrd => unsafe { self.fw.load_initrd_runs(runs) }?,

@@ -87,6 +87,12 @@ pub enum Dest<'a> {
     Buf(&'a mut [u8]),
     /// Physical memory, identity-mapped and cacheable like the rest of RAM.
     Phys(Range<u64>),
+    /// Physical memory as [`Dest::Phys`] that the CPU has not written since its caches went
+    /// on, so that none of its lines can be dirty: the clean and invalidate before the
+    /// transfer is left out (nothing could land over the DMA's data), the invalidate after
+    /// it is not (lines fetched before or meanwhile would hide it). `cargo xtask cachecheck`
+    /// checks the premise on every boot it runs: a DMA over a dirty line is a violation.
+    Unwritten(Range<u64>),
 }
 
 /// A fw_cfg device as [`FwCfg`] sees it.
@@ -98,7 +104,9 @@ pub trait Device {
     ///
     /// # Safety
     /// A [`Dest::Phys`] range must be RAM, mapped as data (VA = PA), that nothing else uses
-    /// while the device writes it and that holds nothing the firmware still needs.
+    /// while the device writes it and that holds nothing the firmware still needs; a
+    /// [`Dest::Unwritten`] range as well, and the CPU must not have written it since its
+    /// caches went on.
     ///
     /// # Errors
     /// [`FwCfgError::Dma`] when the device reports an error.
@@ -213,11 +221,12 @@ impl<D: Device> FwCfg<D> {
     }
 
     /// Reads the `-kernel` file into `runs` in order (the runs' total may exceed the file:
-    /// the rest is zero-filled).
+    /// the rest is zero-filled), as [`Dest::Unwritten`]: no clean before the transfer.
     ///
     /// # Safety
     /// `runs` must be RAM, mapped as data (VA = PA), that nothing else uses while the device
-    /// writes it and that holds nothing the firmware still needs.
+    /// writes it, that holds nothing the firmware still needs and that the CPU has not
+    /// written since its caches went on.
     ///
     /// # Errors
     /// A failed transfer.
@@ -226,11 +235,10 @@ impl<D: Device> FwCfg<D> {
         unsafe { self.load_runs(key::KERNEL_DATA, runs) }
     }
 
-    /// Reads the `-initrd` file into `runs` in order.
+    /// Reads the `-initrd` file into `runs` in order, as [`Dest::Unwritten`].
     ///
     /// # Safety
-    /// `runs` must be RAM, mapped as data (VA = PA), that nothing else uses while the device
-    /// writes it and that holds nothing the firmware still needs.
+    /// As for [`Self::load_kernel_runs`].
     ///
     /// # Errors
     /// A failed transfer.
@@ -246,9 +254,9 @@ impl<D: Device> FwCfg<D> {
             // SAFETY: each run is free RAM, per the caller's contract.
             unsafe {
                 if i == 0 {
-                    self.dev.read(key, Dest::Phys(r.clone()))?;
+                    self.dev.read(key, Dest::Unwritten(r.clone()))?;
                 } else {
-                    self.dev.read_next(Dest::Phys(r.clone()))?;
+                    self.dev.read_next(Dest::Unwritten(r.clone()))?;
                 }
             }
         }
@@ -407,9 +415,18 @@ impl<R: Registers, C: Cache> DmaDevice<R, C> {
 
     /// One transfer of at most 4 GiB - 1. The device reads the descriptor and writes the
     /// destination in memory, behind the caches: the descriptor is cleaned to PoC before the
-    /// start, the destination buffer cleaned and invalidated before (no dirty line may later
-    /// land over the DMA's data) and invalidated after (no line fetched meanwhile may hide it).
-    fn transfer(&mut self, key: u16, select: bool, addr: u64, len: u32) -> Result<(), FwCfgError> {
+    /// start, the destination buffer cleaned and invalidated before when it may hold dirty
+    /// lines (`dirty`: no dirty line may later land over the DMA's data; a
+    /// [`Dest::Unwritten`] has none) and invalidated after (no line fetched meanwhile may hide
+    /// it).
+    fn transfer(
+        &mut self,
+        key: u16,
+        select: bool,
+        addr: u64,
+        len: u32,
+        dirty: bool,
+    ) -> Result<(), FwCfgError> {
         let control = CTL_READ
             | if select {
                 CTL_SELECT | (u32::from(key) << 16)
@@ -426,7 +443,7 @@ impl<R: Registers, C: Cache> DmaDevice<R, C> {
         let desc_range = desc_addr..desc_addr + 16;
         let dest = addr..addr + u64::from(len);
         // The test-only mutants (for cargo xtask cachecheck) leave one of these out.
-        if !cfg!(feature = "test-skip-fw-cfg-dest-clean") {
+        if dirty && !cfg!(feature = "test-skip-fw-cfg-dest-clean") {
             self.cache.clean_invalidate(dest.clone());
         }
         if !cfg!(feature = "test-skip-fw-cfg-desc-clean") {
@@ -479,15 +496,23 @@ impl<R: Registers, C: Cache> DmaDevice<R, C> {
                 // sharing its first or last line (the stack, the heap).
                 let bounce = Bounce::new(b.len());
                 let r = bounce.range();
-                self.read_phys(key, select, r.start..r.start + b.len() as u64)?;
+                self.read_phys(key, select, r.start..r.start + b.len() as u64, true)?;
                 b.copy_from_slice(bounce.bytes(b.len()));
                 Ok(())
             }
-            Dest::Phys(r) => self.read_phys(key, select, r),
+            Dest::Phys(r) => self.read_phys(key, select, r, true),
+            Dest::Unwritten(r) => self.read_phys(key, select, r, false),
         }
     }
 
-    fn read_phys(&mut self, key: u16, select: bool, range: Range<u64>) -> Result<(), FwCfgError> {
+    /// `dirty`: lines of `range` may be dirty (cleaned and invalidated before each transfer).
+    fn read_phys(
+        &mut self,
+        key: u16,
+        select: bool,
+        range: Range<u64>,
+        dirty: bool,
+    ) -> Result<(), FwCfgError> {
         // Large items go in chunks; only the first selects the item, the rest continue from
         // where the previous one stopped (fw_cfg.rst: the offset advances with each read).
         const CHUNK: u64 = 1 << 30;
@@ -495,7 +520,7 @@ impl<R: Registers, C: Cache> DmaDevice<R, C> {
         let mut first = select;
         loop {
             let len = (range.end - at).min(CHUNK);
-            self.transfer(key, first, at, len as u32)?;
+            self.transfer(key, first, at, len as u32, dirty)?;
             at += len;
             first = false;
             if at >= range.end {
@@ -606,7 +631,7 @@ mod tests {
                     fill(b);
                     self.offset += b.len();
                 }
-                Dest::Phys(r) => {
+                Dest::Phys(r) | Dest::Unwritten(r) => {
                     let mut v = vec![0; (r.end - r.start) as usize];
                     fill(&mut v);
                     self.offset += v.len();
@@ -816,6 +841,27 @@ mod tests {
             CTL_READ | CTL_SELECT | (u32::from(key::KERNEL_DATA) << 16)
         );
         assert_eq!((l, addr), (64, a));
+    }
+
+    #[test]
+    fn dma_into_unwritten_ram_only_invalidates_after() {
+        let (mut d, log) = dma(0);
+        let dest = 0x4020_0000..0x4020_2000;
+        // SAFETY: the fake registers never start a real transfer.
+        unsafe { d.read(key::KERNEL_DATA, Dest::Unwritten(dest.clone())) }.unwrap();
+        let log = log.borrow();
+        assert_eq!(log.len(), 4, "{log:?}");
+        assert!(
+            matches!(&log[0], Op::Clean(r) if r.end - r.start == 16),
+            "only the descriptor cleaned before the start: {log:?}"
+        );
+        assert_eq!(log[1], Op::Event("start"));
+        assert_eq!(log[2], Op::Event("poll"));
+        assert_eq!(
+            log[3],
+            Op::Invalidate(dest),
+            "stale lines dropped after the DMA"
+        );
     }
 
     #[test]

@@ -4,23 +4,26 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use dtoolkit::fdt::Fdt;
-use dtoolkit::{Node, Property};
-
 use super::{DtError, FDT_HEADER_SIZE, FDT_MAGIC, MAX_DEPTH, MAX_DTB_SIZE};
+use dtoolkit::fdt::Fdt;
 
 /// Offset of `totalsize` in the FDT header.
-const TOTALSIZE_OFFSET: usize = 4;
+pub(super) const TOTALSIZE_OFFSET: usize = 4;
 /// Offset of `off_dt_struct` in the FDT header.
-const OFF_DT_STRUCT_OFFSET: usize = 8;
+pub(super) const OFF_DT_STRUCT_OFFSET: usize = 8;
+/// Offset of `off_dt_strings` in the FDT header.
+pub(super) const OFF_DT_STRINGS_OFFSET: usize = 12;
+/// Offset of `size_dt_strings` in the FDT header.
+pub(super) const SIZE_DT_STRINGS_OFFSET: usize = 32;
 /// Offset of `boot_cpuid_phys` in the FDT header.
-const BOOT_CPUID_OFFSET: usize = 28;
+pub(super) const BOOT_CPUID_OFFSET: usize = 28;
 
 /// Structure block tokens (Devicetree Specification 5.4.1).
-const FDT_BEGIN_NODE: u32 = 1;
-const FDT_END_NODE: u32 = 2;
-const FDT_PROP: u32 = 3;
-const FDT_NOP: u32 = 4;
+pub(super) const FDT_BEGIN_NODE: u32 = 1;
+pub(super) const FDT_END_NODE: u32 = 2;
+pub(super) const FDT_PROP: u32 = 3;
+pub(super) const FDT_NOP: u32 = 4;
+pub(super) const FDT_END: u32 = 9;
 
 /// A checked DTB at the start of a buffer that it may grow into.
 #[derive(Debug)]
@@ -123,80 +126,137 @@ impl<'a> Dtb<'a> {
 /// Validates a whole blob (`blob.len()` is its `totalsize`).
 fn check(blob: &[u8]) -> Result<(), DtError> {
     Fdt::new(blob).map_err(DtError::Malformed)?;
-    if !depth_within_limit(blob) {
-        return Err(DtError::TooDeep);
-    }
-    unique_siblings(&Fdt::new_unchecked(blob))
+    structure(blob)
 }
 
-/// Refuses two children of one node with the same name, or two properties: the rewrite of
-/// [`Dtb::apply`] (dtoolkit's model, one node and one property per name) would silently keep
-/// only one. Found by fuzzing (a CPU node lost from the Pi 4's DTB; its `serial1` alias
-/// changed). Depth is bounded by the check before.
-fn unique_siblings(fdt: &Fdt<'_>) -> Result<(), DtError> {
-    let mut stack = alloc::vec![(String::new(), fdt.root())];
-    while let Some((path, node)) = stack.pop() {
-        let mut names: Vec<&str> = node.children().map(|c| c.name()).collect();
-        names.sort_unstable();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(DtError::DuplicateNode {
-                path: alloc::format!("{path}/{}", w[0]),
-            });
-        }
-        let mut props: Vec<String> = node.properties().map(|p| p.name().into()).collect();
-        props.sort_unstable();
-        if let Some(w) = props.windows(2).find(|w| w[0] == w[1]) {
-            return Err(DtError::DuplicateProperty {
-                path: alloc::format!("{path}/{}", w[0]),
-            });
-        }
-        for child in node.children() {
-            stack.push((alloc::format!("{path}/{}", child.name()), child));
-        }
-    }
-    Ok(())
+/// One level of the walk in [`structure`]: a node's name and its children's and
+/// properties' names, as bytes of the blob.
+#[derive(Default)]
+struct Level<'b> {
+    name: &'b [u8],
+    children: Vec<&'b [u8]>,
+    props: Vec<&'b [u8]>,
 }
 
-/// Whether nodes nest at most [`MAX_DEPTH`] deep. Walks the tokens of a blob `Fdt::new`
-/// accepted, without recursion; a token it cannot read ends the walk (it cannot happen
-/// after that validation).
-fn depth_within_limit(blob: &[u8]) -> bool {
-    let Some(mut offset) = be_u32(blob, OFF_DT_STRUCT_OFFSET).map(|o| o as usize) else {
-        return true;
+/// What `Fdt::new`'s validation does not check, in one walk over the tokens of a blob it
+/// accepted, without recursion and without copying a name:
+///
+/// - nodes nest at most [`MAX_DEPTH`] deep ([`DtError::TooDeep`], which wins over a
+///   duplicate found before it);
+/// - no two children of one node have the same name, and no two properties
+///   ([`DtError::DuplicateNode`], [`DtError::DuplicateProperty`], naming the first node
+///   that closes with one): the rewrite of [`Dtb::apply`] (dtoolkit's model, one node and
+///   one property per name) would silently keep only one. Found by fuzzing (a CPU node lost
+///   from the Pi 4's DTB; its `serial1` alias changed).
+///
+/// A token or name it cannot read ends the walk (it cannot happen after that validation).
+fn structure(blob: &[u8]) -> Result<(), DtError> {
+    let (Some(off_struct), Some(off_strings), Some(size_strings)) = (
+        be_u32(blob, OFF_DT_STRUCT_OFFSET),
+        be_u32(blob, OFF_DT_STRINGS_OFFSET),
+        be_u32(blob, SIZE_DT_STRINGS_OFFSET),
+    ) else {
+        return Ok(());
     };
+    let strings = blob
+        .get(off_strings as usize..)
+        .and_then(|s| s.get(..size_strings as usize))
+        .unwrap_or_default();
+    let mut offset = off_struct as usize;
+    // `levels[..depth]` are the open nodes; deeper entries are kept for their Vecs.
+    let mut levels: Vec<Level<'_>> = Vec::new();
     let mut depth = 0usize;
+    let mut duplicate = None;
     while let Some(token) = be_u32(blob, offset) {
         offset = match token {
             FDT_BEGIN_NODE => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return false;
-                }
-                let name = offset + 4;
-                let Some(nul) = blob
-                    .get(name..)
-                    .and_then(|s| s.iter().position(|&b| b == 0))
-                else {
-                    return true;
+                let start = offset + 4;
+                let Some(name) = blob.get(start..).and_then(until_nul) else {
+                    break;
                 };
-                (name + nul + 1).next_multiple_of(4)
+                if depth == MAX_DEPTH {
+                    return Err(DtError::TooDeep);
+                }
+                if let Some(parent) = depth.checked_sub(1).and_then(|d| levels.get_mut(d)) {
+                    parent.children.push(name);
+                }
+                if levels.len() == depth {
+                    levels.push(Level::default());
+                }
+                let level = &mut levels[depth];
+                level.name = name;
+                level.children.clear();
+                level.props.clear();
+                depth += 1;
+                (start + name.len() + 1).next_multiple_of(4)
             }
             FDT_END_NODE => {
-                depth = depth.saturating_sub(1);
+                let Some(d) = depth.checked_sub(1) else { break };
+                depth = d;
+                if duplicate.is_none() {
+                    duplicate = repeated(&mut levels, depth);
+                }
                 offset + 4
             }
             FDT_PROP => {
-                let Some(len) = be_u32(blob, offset + 4) else {
-                    return true;
+                let (Some(len), Some(nameoff)) =
+                    (be_u32(blob, offset + 4), be_u32(blob, offset + 8))
+                else {
+                    break;
                 };
+                let name = strings.get(nameoff as usize..).and_then(until_nul);
+                if let (Some(name), Some(level)) =
+                    (name, depth.checked_sub(1).and_then(|d| levels.get_mut(d)))
+                {
+                    level.props.push(name);
+                }
                 (offset + 12 + len as usize).next_multiple_of(4)
             }
             FDT_NOP => offset + 4,
             // FDT_END, or anything validation would have refused.
-            _ => return true,
+            _ => break,
         };
     }
-    true
+    duplicate.map_or(Ok(()), Err)
+}
+
+/// The error for a repeated child or property name of the node `levels[depth]`, which has
+/// just closed, with its path built from the open nodes above it.
+fn repeated(levels: &mut [Level<'_>], depth: usize) -> Option<DtError> {
+    let level = levels.get_mut(depth)?;
+    level.children.sort_unstable();
+    level.props.sort_unstable();
+    let node = level
+        .children
+        .windows(2)
+        .find(|w| w[0] == w[1])
+        .map(|w| w[0]);
+    let prop = level.props.windows(2).find(|w| w[0] == w[1]).map(|w| w[0]);
+    if node.is_none() && prop.is_none() {
+        return None;
+    }
+    // The root's name is empty: its path is "", a child's "/name".
+    let mut path = String::new();
+    for l in levels.get(1..=depth).unwrap_or_default() {
+        path.push('/');
+        path.push_str(&String::from_utf8_lossy(l.name));
+    }
+    Some(match (node, prop) {
+        (Some(n), _) => DtError::DuplicateNode {
+            path: alloc::format!("{path}/{}", String::from_utf8_lossy(n)),
+        },
+        (None, p) => DtError::DuplicateProperty {
+            path: alloc::format!("{path}/{}", String::from_utf8_lossy(p.unwrap_or_default())),
+        },
+    })
+}
+
+/// The bytes before the first NUL, if there is one.
+pub(super) fn until_nul(bytes: &[u8]) -> Option<&[u8]> {
+    bytes
+        .iter()
+        .position(|&b| b == 0)
+        .and_then(|n| bytes.get(..n))
 }
 
 /// The big-endian `u32` at `at` in the header (`at` is a constant field offset, so the
@@ -208,7 +268,7 @@ fn header_u32(header: &[u8; FDT_HEADER_SIZE], at: usize) -> u32 {
 }
 
 /// The big-endian `u32` at `offset`, if the slice holds it.
-fn be_u32(bytes: &[u8], offset: usize) -> Option<u32> {
+pub(super) fn be_u32(bytes: &[u8], offset: usize) -> Option<u32> {
     let end = offset.checked_add(4)?;
     bytes
         .get(offset..end)?

@@ -9,8 +9,12 @@ use dtoolkit::memreserve::MemoryReservation;
 use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
 use dtoolkit::{Node, Property};
 
+use super::blob::{
+    be_u32, until_nul, BOOT_CPUID_OFFSET, FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_NOP, FDT_PROP,
+    OFF_DT_STRINGS_OFFSET, OFF_DT_STRUCT_OFFSET, SIZE_DT_STRINGS_OFFSET, TOTALSIZE_OFFSET,
+};
 use super::decode::number_cells;
-use super::{DtError, Dtb, INITRD_END, INITRD_START};
+use super::{DtError, Dtb, FDT_HEADER_SIZE, FDT_MAGIC, INITRD_END, INITRD_START};
 
 /// Changes to make to a DTB in one rewrite ([`Dtb::apply`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -103,6 +107,38 @@ impl<'a> Edits<'a> {
         self
     }
 
+    /// Whether the edits touch only `/chosen` and the reservation block, which
+    /// [`Dtb::apply`] makes with its token pass.
+    fn chosen_and_memreserve_only(&self) -> bool {
+        self.disable.is_empty()
+            && self.memory.is_none()
+            && self.u64_props.is_empty()
+            && self.no_map.is_empty()
+    }
+
+    /// The `/chosen` properties to set, each name with its value, in the order the model
+    /// adds them (so that new ones come out in the same order either way).
+    fn chosen(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut out = Vec::new();
+        let string = |s: &str| {
+            let mut v = Vec::with_capacity(s.len() + 1);
+            v.extend_from_slice(s.as_bytes());
+            v.push(0);
+            v
+        };
+        if let Some(b) = self.bootargs {
+            out.push(("bootargs", string(b)));
+        }
+        if let Some(p) = self.stdout_path {
+            out.push(("stdout-path", string(p)));
+        }
+        if let Some((start, end)) = self.initrd {
+            out.push((INITRD_START, start.to_be_bytes().to_vec()));
+            out.push((INITRD_END, end.to_be_bytes().to_vec()));
+        }
+        out
+    }
+
     /// Checks the edits themselves, before the tree is touched.
     fn check(&self, size: usize, capacity: usize) -> Result<(), DtError> {
         if let Some(bootargs) = self.bootargs {
@@ -159,10 +195,36 @@ impl<'a> Edits<'a> {
 impl Dtb<'_> {
     /// Makes all `edits` in one rewrite of the DTB into its buffer.
     ///
+    /// Edits of `/chosen` and the reservation block alone ([`Edits::bootargs`],
+    /// [`Edits::stdout_path`], [`Edits::initrd`], [`Edits::memreserve`]: what QEMU virt's
+    /// flow makes at EL2) are made by one pass over the blob's tokens that copies them into
+    /// the new blob, changing only `/chosen`'s properties and adding the reservations
+    /// (`splice`); any other edit rebuilds the whole tree in `dtoolkit`'s model
+    /// ([`Dtb::apply_with_model`]). Both give the same tree, packed; the pass keeps the
+    /// strings block as it was (adding the names it lacks), the model writes a new one.
+    /// Either way the result is checked as [`Dtb::new`] checks a DTB before it replaces
+    /// the old one.
+    ///
     /// # Errors
     /// An edit is invalid in itself, or the edited DTB would not fit in the room
     /// ([`DtError::DoesNotFit`]); then the buffer is left untouched.
     pub fn apply(&mut self, edits: &Edits<'_>) -> Result<(), DtError> {
+        if !edits.chosen_and_memreserve_only() {
+            return self.apply_with_model(edits);
+        }
+        edits.check(self.size(), self.capacity())?;
+        let out = splice(self.as_bytes(), edits);
+        self.replace(out)
+    }
+
+    /// Makes all `edits` in one rewrite through `dtoolkit`'s
+    /// [`DeviceTree`](dtoolkit::model::DeviceTree) model: the tree is read whole, edited,
+    /// and serialised again. What [`Dtb::apply`] does for the edits its token pass does not
+    /// make; public so that tests and the `dt` fuzz target can compare the two.
+    ///
+    /// # Errors
+    /// As [`Dtb::apply`].
+    pub fn apply_with_model(&mut self, edits: &Edits<'_>) -> Result<(), DtError> {
         edits.check(self.size(), self.capacity())?;
         let fdt = self.fdt();
         let mut tree = DeviceTree::from_fdt(&fdt);
@@ -226,6 +288,188 @@ impl Dtb<'_> {
                 .push(MemoryReservation::new(base, size));
         }
         self.replace(tree.to_dtb())
+    }
+}
+
+/// Offset of `off_mem_rsvmap` in the FDT header.
+const OFF_MEM_RSVMAP_OFFSET: usize = 16;
+/// Size of a `/memreserve/` entry (two big-endian `u64`s).
+const RESERVATION_SIZE: usize = 16;
+
+/// The token pass of [`Dtb::apply`] for edits of `/chosen` and the reservation block: `blob`
+/// (checked by [`Dtb::new`]) written anew, packed, as dtoolkit's serialiser lays it out
+/// (header, reservations, structure, strings; version 17): the reservations and then
+/// `edits`' ones; every token but `NOP`s copied as it is, except that in the root's child
+/// `chosen` a property the edits set gets its new value where it stands and the ones it
+/// lacks follow its last property, as in the model; a missing `/chosen` is added as the
+/// root's last child. The strings block is kept and names not in it yet appended.
+fn splice(blob: &[u8], edits: &Edits<'_>) -> Vec<u8> {
+    let word = |at: usize| be_u32(blob, at).unwrap_or(0) as usize;
+    let (off_struct, off_strings, off_rsv) = (
+        word(OFF_DT_STRUCT_OFFSET),
+        word(OFF_DT_STRINGS_OFFSET),
+        word(OFF_MEM_RSVMAP_OFFSET),
+    );
+    let old_strings = blob
+        .get(off_strings..)
+        .and_then(|s| s.get(..word(SIZE_DT_STRINGS_OFFSET)))
+        .unwrap_or_default();
+    let mut strings = old_strings.to_vec();
+    let mut set: Vec<(u32, Vec<u8>, bool)> = edits
+        .chosen()
+        .into_iter()
+        .map(|(name, value)| (name_offset(&mut strings, name), value, false))
+        .collect();
+
+    let mut out = Vec::with_capacity(blob.len().min(off_strings + old_strings.len()) + 1024);
+    out.resize(FDT_HEADER_SIZE, 0);
+    let mut at = off_rsv;
+    while let Some(entry) = blob.get(at..at + RESERVATION_SIZE) {
+        if entry.iter().all(|&b| b == 0) {
+            break;
+        }
+        out.extend_from_slice(entry);
+        at += RESERVATION_SIZE;
+    }
+    for &(base, size) in &edits.memreserves {
+        out.extend_from_slice(&base.to_be_bytes());
+        out.extend_from_slice(&size.to_be_bytes());
+    }
+    out.extend_from_slice(&[0; RESERVATION_SIZE]);
+
+    let struct_start = out.len();
+    let mut offset = off_struct;
+    let mut depth = 0usize;
+    // Directly inside the root's child `chosen`, whose new properties are still to come.
+    let mut in_chosen = false;
+    let mut found_chosen = false;
+    while let Some(token) = be_u32(blob, offset) {
+        match token {
+            FDT_BEGIN_NODE => {
+                let name = blob
+                    .get(offset + 4..)
+                    .and_then(until_nul)
+                    .unwrap_or_default();
+                if in_chosen {
+                    // chosen's first child: its properties end here.
+                    push_new(&mut out, &mut set);
+                    in_chosen = false;
+                }
+                depth += 1;
+                if depth == 2 && name == b"chosen" {
+                    in_chosen = true;
+                    found_chosen = true;
+                }
+                push_node(&mut out, name);
+                offset = (offset + 4 + name.len() + 1).next_multiple_of(4);
+            }
+            FDT_END_NODE => {
+                if in_chosen {
+                    push_new(&mut out, &mut set);
+                    in_chosen = false;
+                }
+                if depth == 1 && !found_chosen && !set.is_empty() {
+                    push_node(&mut out, b"chosen");
+                    push_new(&mut out, &mut set);
+                    out.extend_from_slice(&FDT_END_NODE.to_be_bytes());
+                }
+                depth = depth.saturating_sub(1);
+                out.extend_from_slice(&FDT_END_NODE.to_be_bytes());
+                offset += 4;
+            }
+            FDT_PROP => {
+                let len = word(offset + 4);
+                let nameoff = be_u32(blob, offset + 8).unwrap_or(0);
+                let value = blob.get(offset + 12..offset + 12 + len).unwrap_or_default();
+                let new = if in_chosen && depth == 2 {
+                    let name = old_strings.get(nameoff as usize..).and_then(until_nul);
+                    set.iter_mut().find(|(n, _, done)| {
+                        !*done
+                            && name.is_some()
+                            && strings.get(*n as usize..).and_then(until_nul) == name
+                    })
+                } else {
+                    None
+                };
+                match new {
+                    Some((_, v, done)) => {
+                        *done = true;
+                        push_prop(&mut out, nameoff, v);
+                    }
+                    None => push_prop(&mut out, nameoff, value),
+                }
+                offset = (offset + 12 + len).next_multiple_of(4);
+            }
+            FDT_NOP => offset += 4,
+            // FDT_END, or anything Dtb::new would have refused.
+            _ => break,
+        }
+    }
+    out.extend_from_slice(&FDT_END.to_be_bytes());
+    let struct_size = out.len() - struct_start;
+    let strings_start = out.len();
+    out.extend_from_slice(&strings);
+    let header = [
+        (0, FDT_MAGIC as usize),
+        (TOTALSIZE_OFFSET, out.len()),
+        (OFF_DT_STRUCT_OFFSET, struct_start),
+        (OFF_DT_STRINGS_OFFSET, strings_start),
+        (OFF_MEM_RSVMAP_OFFSET, FDT_HEADER_SIZE),
+        (20, 17),
+        (24, 16),
+        (BOOT_CPUID_OFFSET, word(BOOT_CPUID_OFFSET)),
+        (SIZE_DT_STRINGS_OFFSET, strings.len()),
+        (36, struct_size),
+    ];
+    for (at, value) in header {
+        // Each size is bounded by the input's and the edits' (checked by `Edits::check`
+        // against the room, at most 2 MiB): far below u32::MAX.
+        let value = u32::try_from(value).unwrap_or(u32::MAX);
+        if let Some(dst) = out.get_mut(at..at + 4) {
+            dst.copy_from_slice(&value.to_be_bytes());
+        }
+    }
+    out
+}
+
+/// The offset of `name` in the strings block `strings`: where it is already (as a whole
+/// string or the tail of one), or appended.
+fn name_offset(strings: &mut Vec<u8>, name: &str) -> u32 {
+    let n = name.len();
+    let found = (0..strings.len().saturating_sub(n)).find(|&i| {
+        strings.get(i..i + n) == Some(name.as_bytes()) && strings.get(i + n) == Some(&0)
+    });
+    let at = found.unwrap_or_else(|| {
+        let at = strings.len();
+        strings.extend_from_slice(name.as_bytes());
+        strings.push(0);
+        at
+    });
+    u32::try_from(at).unwrap_or(u32::MAX)
+}
+
+/// Appends `FDT_BEGIN_NODE` and the name, NUL-terminated and padded.
+fn push_node(out: &mut Vec<u8>, name: &[u8]) {
+    out.extend_from_slice(&FDT_BEGIN_NODE.to_be_bytes());
+    out.extend_from_slice(name);
+    out.push(0);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+/// Appends an `FDT_PROP` token with its value, padded.
+fn push_prop(out: &mut Vec<u8>, nameoff: u32, value: &[u8]) {
+    out.extend_from_slice(&FDT_PROP.to_be_bytes());
+    out.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(&nameoff.to_be_bytes());
+    out.extend_from_slice(value);
+    out.resize(out.len().next_multiple_of(4), 0);
+}
+
+/// Appends the `/chosen` properties not yet written, and marks them written.
+fn push_new(out: &mut Vec<u8>, set: &mut [(u32, Vec<u8>, bool)]) {
+    for (nameoff, value, done) in set.iter_mut().filter(|(_, _, done)| !*done) {
+        push_prop(out, *nameoff, value);
+        *done = true;
     }
 }
 

@@ -22,11 +22,15 @@
 //! apply when the properties are missing); buses with wider addresses, such as PCI's three
 //! cells, are refused rather than misread.
 //!
-//! Edits are collected in [`Edits`] and made by [`Dtb::apply`] in one rewrite through
-//! `dtoolkit`'s [`DeviceTree`](dtoolkit::model::DeviceTree) model; the result is written
-//! back only if it fits, so a failed edit leaves the buffer as it was. The rewrite is a
-//! re-serialisation: `NOP` tokens and unused strings go, the blob is packed (version 17),
-//! and `boot_cpuid_phys` is kept.
+//! Edits are collected in [`Edits`] and made by [`Dtb::apply`] in one rewrite; the result
+//! is checked as [`Dtb::new`] checks a blob and written back only if it fits, so a failed
+//! edit leaves the buffer as it was. Edits of `/chosen` and the reservation block alone (the
+//! command line, the initrd, `stdout-path`, `/memreserve/`: QEMU virt's at EL2) are made by
+//! one pass that copies the blob's tokens and changes only those; any other goes through
+//! `dtoolkit`'s [`DeviceTree`](dtoolkit::model::DeviceTree) model
+//! ([`Dtb::apply_with_model`]), which reads the whole tree into hash maps first. Either way
+//! the rewrite is packed (version 17), `NOP` tokens go and `boot_cpuid_phys` is kept; the
+//! model also drops unused strings, the pass keeps the strings block and appends to it.
 //!
 //! Every problem, with the blob, its contents or an edit, is a [`DtError`].
 //!
