@@ -14,6 +14,54 @@ pub fn pa_bits() -> u32 {
     pa_range_bits(ID_AA64MMFR0_EL1.get() & 0xf)
 }
 
+/// ID_AA64ISAR0_EL1 field `shift` (4 bits) is non-zero: the instructions it describes exist
+/// (Arm ARM D19.2: SHA2 at 12, CRC32 at 16).
+#[cfg(target_arch = "aarch64")]
+#[must_use]
+pub fn isar0_has(shift: u32) -> bool {
+    use aarch64_cpu::registers::{Readable, ID_AA64ISAR0_EL1};
+    (ID_AA64ISAR0_EL1.get() >> shift) & 0xf != 0
+}
+
+/// Whether to use a CPU's instructions for a hash, decided once: they exist
+/// ([`isar0_has`]) and agree with the portable code on a message ([`Probe::usable`]).
+#[cfg(target_arch = "aarch64")]
+pub struct Probe(core::sync::atomic::AtomicU8);
+
+#[cfg(target_arch = "aarch64")]
+impl Probe {
+    /// Not yet decided.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self(core::sync::atomic::AtomicU8::new(0))
+    }
+
+    /// The decision: on the first call, `present` and then `agrees`, with a warning naming
+    /// `what` when the instructions exist but disagree with the portable code.
+    pub fn usable(&self, what: &str, present: bool, agrees: impl FnOnce() -> bool) -> bool {
+        use core::sync::atomic::Ordering;
+        match self.0.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                let ok = present && agrees();
+                if present && !ok {
+                    log::warn!("{what}: the CPU's instructions disagree with the portable code: not using them");
+                }
+                self.0.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+                ok
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+impl Default for Probe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The bits a PARange value stands for: the stub's decoding, so both agree.
 pub use el2_stub::regs::pa_range_bits;
 

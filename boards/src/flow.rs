@@ -462,7 +462,12 @@ fn bytes<'a>(s: &Source<'a>) -> Bytes<'a> {
 
 #[cfg(all(target_arch = "aarch64", feature = "test-corrupt-staging"))]
 fn corrupt_first_staged_page(runs: &[Range<u64>], written: &mut Vec<Range<u64>>) {
-    let p = runs[0].start;
+    let Some(p) = runs.first().map(|r| r.start) else {
+        // Nothing staged to corrupt (the engine reads the payload where it is): say so, so
+        // that the test expecting a refusal fails with a reason.
+        log::warn!("test hook: the payload has no staged page to corrupt");
+        return;
+    };
     // The first page the payload's bytes were written to: its staging, or its destination
     // when it was loaded in place (the digest was taken there; the engine must refuse).
     log::warn!("test hook: corrupting the staged byte at {p:#x} after planning");

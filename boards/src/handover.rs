@@ -106,16 +106,23 @@ pub fn relocate(
     for s in segments {
         let direct =
             entry.in_place && matches!(s.bytes, Bytes::Device) && planner.fits_in_place(&s.dest);
-        ids.push(if direct {
-            planner.add_segment_in_place(s.name, s.dest.clone())?
-        } else {
-            planner.add_segment(s.name, s.dest.clone())?
+        ids.push(match s.bytes {
+            _ if direct => planner.add_segment_in_place(s.name, s.dest.clone())?,
+            // Bytes on a page (a FIT's page-aligned external data): the planner lets the
+            // engine copy straight from them when nothing is put there first.
+            Bytes::Copy(b) if (b.as_ptr() as u64).is_multiple_of(reloc::PAGE_SIZE) => {
+                planner.add_segment_from(s.name, s.dest.clone(), b.as_ptr() as u64)?
+            }
+            _ => planner.add_segment(s.name, s.dest.clone())?,
         });
     }
     let runs = planner.stage()?;
     let mut written: Vec<Range<u64>> = Vec::new();
+    let mut from_source = 0;
     for (i, (s, id)) in segments.iter().zip(&ids).enumerate() {
         match s.bytes {
+            // Read from where it is by the engine: nothing to copy.
+            Bytes::Copy(_) if runs[*id].is_empty() => from_source += s.dest.end - s.dest.start,
             Bytes::Copy(bytes) => {
                 // SAFETY: staging runs the planner allocated for this segment.
                 unsafe { copy_into(&runs[*id], bytes) };
@@ -140,7 +147,7 @@ pub fn relocate(
     }
     info!(
         "reloc: {} bytes staged in {} pages; {} list pages, {} page-table pages; engine at {:#x}, argument block at {:#x}; copy with the MMU {}",
-        ready.bytes - ready.in_place.iter().map(|(_, r)| r.end - r.start).sum::<u64>(),
+        ready.bytes - from_source - ready.in_place.iter().map(|(_, r)| r.end - r.start).sum::<u64>(),
         ready.staging_pages,
         ready.list_pages,
         ready.table_pages,
@@ -148,6 +155,17 @@ pub fn relocate(
         ready.args,
         if entry.copy == CopyMode::Mmu { "and caches on" } else { "off" }
     );
+    for (name, r) in &ready.from_source {
+        info!(
+            "reloc: {name} not staged: the engine copies it from {:#x}..{:#x}, where it is",
+            r.start, r.end
+        );
+    }
+    if entry.copy != CopyMode::Mmu {
+        // The engine reads them with its MMU off, from memory: whatever this CPU wrote
+        // there (a DTB, a demo payload in the heap) must have reached it.
+        written.extend(ready.from_source.iter().map(|(_, r)| r.clone()));
+    }
     for (name, r) in &ready.in_place {
         info!(
             "reloc: {name} loaded in place at {:#x}..{:#x}: not staged, not copied; the engine checks its digest",

@@ -12,6 +12,7 @@ extern crate alloc;
 
 pub mod boot;
 pub mod console;
+pub mod crc32;
 #[cfg(target_arch = "aarch64")]
 pub mod demo;
 pub mod el1;

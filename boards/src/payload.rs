@@ -3,7 +3,7 @@
 //! as the initramfs; QEMU virt, which reads a FIT given as `-kernel` from fw_cfg).
 //!
 //! Reading a FIT checks all of it before anything is staged: its structure and the default
-//! configuration (`loader::fit`), then every image's SHA-256. The kernel's arm64 header is
+//! configuration (`loader::fit`), then every image's hashes (SHA-256 or CRC-32). The kernel's arm64 header is
 //! checked by the caller, like any other kernel's.
 
 use core::ops::Range;
@@ -79,7 +79,7 @@ pub fn header_of(bytes: &[u8]) -> [u8; loader::image::HEADER_SIZE] {
 }
 
 /// Reads the FIT in `bytes`, which sits at physical address `at`: parses it, logs its
-/// default configuration, and checks the SHA-256 of every image of that configuration,
+/// default configuration, and checks the hashes (SHA-256, CRC-32) of every image of that configuration,
 /// timing the check with `ticks` (a counter running at `freq` Hz).
 ///
 /// # Errors
@@ -116,9 +116,16 @@ pub fn parse_fit<'a>(
             .unwrap_or_default(),
     );
     let t0 = ticks();
-    loader::fit::verify_all_with(&config, crate::sha256::compressor())?;
+    let hashers = loader::fit::Hashers {
+        sha256: crate::sha256::compressor(),
+        crc32: crate::crc32::updater(),
+    };
+    let verified = loader::fit::verify_all_with(&config, &hashers)?;
     let ms = ticks().wrapping_sub(t0) * 1000 / freq.max(1);
-    info!("fit: sha256 of all {count} images verified in {ms} ms");
+    info!(
+        "fit: {} of all {count} images verified in {ms} ms",
+        verified.names()
+    );
     Ok(Payload {
         kernel: Source::Memory(config.kernel.data),
         header: header_of(config.kernel.data),

@@ -15,9 +15,6 @@
 //! register and checks the instructions against the portable code on one message before
 //! trusting them.
 
-#[cfg(target_arch = "aarch64")]
-use core::sync::atomic::{AtomicU8, Ordering};
-
 use loader::sha256::{compress_portable, Compress};
 #[cfg(target_arch = "aarch64")]
 use loader::sha256::{digest_with, sha256_portable};
@@ -114,45 +111,22 @@ unsafe extern "C" {
 }
 
 #[cfg(target_arch = "aarch64")]
-/// 0: not yet known, 1: use the instructions, 2: do not.
-static USABLE: AtomicU8 = AtomicU8::new(0);
+static PROBE: crate::boot::Probe = crate::boot::Probe::new();
 
 #[cfg(target_arch = "aarch64")]
-/// The CPU has FEAT_SHA256 and the instructions agree with the portable code on a block.
+/// The CPU has FEAT_SHA256 (ID_AA64ISAR0_EL1.SHA2, bits 15:12: SHA256H, SHA256H2,
+/// SHA256SU0/1) and the instructions agree with the portable code on a block.
 fn usable() -> bool {
-    match USABLE.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let ok = present() && {
-                let block: [u8; 100] = core::array::from_fn(|i| (i * 37 + 11) as u8);
-                digest_with(compress, &block) == sha256_portable(&block)
-            };
-            if present() && !ok {
-                log::warn!("sha256: the CPU's SHA-256 instructions disagree with the portable code: not using them");
-            }
-            USABLE.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
-            ok
-        }
-    }
-}
-
-#[cfg(target_arch = "aarch64")]
-/// ID_AA64ISAR0_EL1.SHA2 (bits 15:12) is non-zero: SHA256H, SHA256H2, SHA256SU0/1 exist
-/// (Arm ARM D19.2).
-fn present() -> bool {
-    let isar0: u64;
-    // SAFETY: ID_AA64ISAR0_EL1 is readable at EL1 and EL2; the read has no side effects.
-    unsafe {
-        core::arch::asm!("mrs {}, ID_AA64ISAR0_EL1", out(reg) isar0, options(nomem, nostack, preserves_flags));
-    }
-    (isar0 >> 12) & 0xf != 0
+    PROBE.usable("sha256", crate::boot::isar0_has(12), || {
+        let block: [u8; 100] = core::array::from_fn(|i| (i * 37 + 11) as u8);
+        digest_with(compress, &block) == sha256_portable(&block)
+    })
 }
 
 #[cfg(target_arch = "aarch64")]
 /// The instructions' compression, with FP/SIMD enabled at EL1 for the call only
 /// (CPACR_EL1.FPEN, bits 21:20 = 0b11; the firmware is soft-float and leaves it as it
-/// found it). Call only when [`present`] said yes.
+/// found it). Call only when the CPU has them ([`usable`]).
 fn compress(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
     if blocks.is_empty() {
         return;

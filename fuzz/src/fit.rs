@@ -12,7 +12,9 @@
 
 use dtoolkit::{Node, Property};
 use hypstub_boards::payload::{self, Source};
-use loader::fit::{verify_all, Config, Fit, FitError, Image, ImageKind, Sha256Digest};
+use loader::fit::{
+    crc32_portable, verify_all, Config, Fit, FitError, HashValue, Image, ImageKind, Sha256Digest,
+};
 use sha2::{Digest as _, Sha256};
 
 use crate::seeds::{Inputs, Seeds};
@@ -25,8 +27,13 @@ fn within(data: &[u8], part: &[u8]) -> Option<usize> {
     (off + part.len() <= data.len()).then_some(off)
 }
 
-fn sha(data: &[u8]) -> Sha256Digest {
-    Sha256Digest(Sha256::digest(data).into())
+/// `data`'s hash by the algorithm of `like`, computed independently of `loader::fit`'s
+/// verification (`sha2` directly; `crc32fast` through the one-call helper).
+fn hash_like(like: &HashValue, data: &[u8]) -> HashValue {
+    match like {
+        HashValue::Sha256(_) => HashValue::Sha256(Sha256Digest(Sha256::digest(data).into())),
+        HashValue::Crc32(_) => HashValue::Crc32(crc32_portable(0, data)),
+    }
 }
 
 /// Whether `image`'s data is its node's `data` property, or lies after the DTB part
@@ -59,13 +66,16 @@ fn check_config(data: &[u8], config: &Config<'_>) {
             "image {} data outside the FIT",
             image.name
         );
-        let ok =
-            !image.hashes.is_empty() && image.hashes.iter().all(|h| h.value == sha(image.data));
+        let ok = !image.hashes.is_empty()
+            && image
+                .hashes
+                .iter()
+                .all(|h| h.value == hash_like(&h.value, image.data));
         match image.verify() {
             Ok(()) => assert!(ok, "image {} verified against a wrong hash", image.name),
             Err(FitError::HashMismatch { computed, .. }) => {
                 assert!(!ok);
-                assert_eq!(computed, sha(image.data));
+                assert_eq!(computed, hash_like(&computed, image.data));
             }
             Err(FitError::NoHash { .. }) => assert!(image.hashes.is_empty()),
             Err(e) => panic!("verify: unexpected {e}"),

@@ -1,5 +1,5 @@
 //! Reading a FIT (U-Boot's Flattened Image Tree): the kernel, initrd and DTB
-//! of one configuration, and checking their SHA-256 hashes.
+//! of one configuration, and checking their hashes (SHA-256 or CRC-32).
 //!
 //! A FIT is a DTB (U-Boot doc/usage/fit/source_file_format.rst). Its
 //! `/images` node has one child per image (`data`, `type`, `arch`,
@@ -12,11 +12,17 @@
 //! gives its length either way.
 //!
 //! Deliberately narrow, so that it stays small and its checks strict: only
-//! `compression = "none"`, only `arch = "arm64"`, only `sha256` hashes (an
-//! unknown `algo` is an error, not skipped), one `fdt` per configuration (no
+//! `compression = "none"`, only `arch = "arm64"`, only `sha256` and `crc32` hashes
+//! (an unknown `algo` is an error, not skipped), one `fdt` per configuration (no
 //! overlays), and no signatures (`signature-N` nodes are not read). Reading a
 //! configuration checks its structure; [`Image::verify`] or [`verify_all`]
 //! checks the bytes, and an image without any hash fails verification.
+//!
+//! `crc32` is U-Boot's CRC-32 (the zlib one, CRC-32/ISO-HDLC), its `value` four bytes
+//! big-endian, as `mkimage` writes it. Like `sha256` without a signature it guards against
+//! accidents (a bad copy, a truncated file, a flipped bit), not against an adversary; the
+//! folder `cargo xtask build --board rpi4` writes uses it because it costs a fraction of
+//! SHA-256 (docs/fit.md).
 
 use alloc::format;
 use alloc::string::String;
@@ -30,6 +36,89 @@ use thiserror::Error;
 
 use crate::dt::{FDT_HEADER_SIZE, FDT_MAGIC};
 use crate::sha256::Compress;
+
+/// How the hashes of a FIT's images are computed: SHA-256's compression function and a
+/// CRC-32 update, each the portable code or one using the CPU's instructions.
+#[derive(Debug, Clone, Copy)]
+pub struct Hashers {
+    /// SHA-256's compression function ([`crate::sha256::digest_with`]).
+    pub sha256: Compress,
+    /// CRC-32 over more bytes: the running CRC (the finished value of the bytes so far, 0
+    /// at the start) and the next bytes, to the new value ([`crc32_portable`]).
+    pub crc32: fn(u32, &[u8]) -> u32,
+}
+
+impl Hashers {
+    /// The portable code for both.
+    pub const PORTABLE: Self = Self {
+        sha256: crate::sha256::compress_portable,
+        crc32: crc32_portable,
+    };
+}
+
+/// CRC-32/ISO-HDLC, zlib's and U-Boot's `crc32`, by the `crc` crate's table-driven code.
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// CRC-32 (zlib's, as U-Boot's `crc32` hash) of `data` after `crc`, with the `crc` crate's
+/// portable code (plain table lookups: no architecture-specific code, which on the
+/// soft-float target could not use SIMD anyway).
+#[must_use]
+pub fn crc32_portable(crc: u32, data: &[u8]) -> u32 {
+    // The register holds the complement of the finished value (init and xorout are all
+    // ones); `crc` takes it bit-reflected, as this algorithm's register is.
+    let mut d = CRC32.digest_with_initial((!crc).reverse_bits());
+    d.update(data);
+    d.finalize()
+}
+
+/// A hash algorithm a FIT's `hash-N` node may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlgo {
+    /// `sha256`.
+    Sha256,
+    /// `crc32`.
+    Crc32,
+}
+
+impl HashAlgo {
+    /// Its `algo` name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sha256 => "sha256",
+            Self::Crc32 => "crc32",
+        }
+    }
+}
+
+/// A hash value: a SHA-256 digest or a CRC-32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashValue {
+    /// A SHA-256 digest.
+    Sha256(Sha256Digest),
+    /// A CRC-32.
+    Crc32(u32),
+}
+
+impl HashValue {
+    /// Its algorithm.
+    #[must_use]
+    pub fn algo(&self) -> HashAlgo {
+        match self {
+            Self::Sha256(_) => HashAlgo::Sha256,
+            Self::Crc32(_) => HashAlgo::Crc32,
+        }
+    }
+}
+
+impl fmt::Display for HashValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sha256(d) => d.fmt(f),
+            Self::Crc32(c) => write!(f, "{c:08x}"),
+        }
+    }
+}
 
 /// Offset of `totalsize` in the FDT header.
 const TOTALSIZE_OFFSET: usize = 4;
@@ -174,8 +263,8 @@ pub enum FitError {
         /// Length of the bytes given.
         len: usize,
     },
-    /// A hash node with an algorithm other than sha256.
-    #[error("FIT image {image} {hash}: algo \"{algo}\" is not supported (only sha256)")]
+    /// A hash node with an algorithm other than sha256 and crc32.
+    #[error("FIT image {image} {hash}: algo \"{algo}\" is not supported (only sha256 and crc32)")]
     HashAlgo {
         /// Name of the image.
         image: String,
@@ -191,16 +280,16 @@ pub enum FitError {
         image: String,
     },
     /// An image whose data does not match its hash.
-    #[error("FIT image {image} {hash}: sha256 mismatch: expected {expected}, computed {computed}")]
+    #[error("FIT image {image} {hash}: {} mismatch: expected {expected}, computed {computed}", expected.algo().name())]
     HashMismatch {
         /// Name of the image.
         image: String,
         /// Name of the hash node.
         hash: String,
-        /// The digest in the FIT.
-        expected: Sha256Digest,
-        /// The digest of the data.
-        computed: Sha256Digest,
+        /// The value in the FIT.
+        expected: HashValue,
+        /// The value computed over the data (same algorithm).
+        computed: HashValue,
     },
 }
 
@@ -235,8 +324,8 @@ impl ImageKind {
 pub struct Hash<'a> {
     /// Name of the node (`hash-1`).
     pub name: &'a str,
-    /// Its `value`.
-    pub value: Sha256Digest,
+    /// Its `value`, of the node's `algo`.
+    pub value: HashValue,
 }
 
 /// One image of a configuration, its data borrowed from the FIT.
@@ -256,7 +345,7 @@ pub struct Image<'a> {
     pub load: Option<u64>,
     /// Its `entry` address, if any.
     pub entry: Option<u64>,
-    /// Its hashes, in node order (all sha256).
+    /// Its hashes, in node order (sha256 or crc32).
     pub hashes: Vec<Hash<'a>>,
 }
 
@@ -267,22 +356,40 @@ impl Image<'_> {
     /// The image has no hash ([`FitError::NoHash`]), or a hash does not
     /// match ([`FitError::HashMismatch`]).
     pub fn verify(&self) -> Result<(), FitError> {
-        self.verify_with(crate::sha256::compress_portable)
+        self.verify_with(&Hashers::PORTABLE).map(|_| ())
     }
 
-    /// [`verify`](Self::verify) with SHA-256 computed by `compress` (a SHA-256 compression
-    /// function: `sha2`'s portable one, or one using the CPU's SHA-256 instructions).
+    /// [`verify`](Self::verify) with the hashes computed by `hashers` (the portable code,
+    /// or code using the CPU's SHA-256 and CRC-32 instructions). Each algorithm the image's
+    /// hash nodes name is computed once over its data. Returns which algorithms were checked.
     ///
     /// # Errors
     /// As [`verify`](Self::verify).
-    pub fn verify_with(&self, compress: Compress) -> Result<(), FitError> {
+    pub fn verify_with(&self, hashers: &Hashers) -> Result<Verified, FitError> {
         if self.hashes.is_empty() {
             return Err(FitError::NoHash {
                 image: self.name.into(),
             });
         }
-        let computed = Sha256Digest(crate::sha256::digest_with(compress, self.data));
+        let mut sha256 = None;
+        let mut crc32 = None;
+        let mut verified = Verified::default();
         for hash in &self.hashes {
+            let computed = match hash.value {
+                HashValue::Sha256(_) => {
+                    verified.sha256 = true;
+                    *sha256.get_or_insert_with(|| {
+                        HashValue::Sha256(Sha256Digest(crate::sha256::digest_with(
+                            hashers.sha256,
+                            self.data,
+                        )))
+                    })
+                }
+                HashValue::Crc32(_) => {
+                    verified.crc32 = true;
+                    *crc32.get_or_insert_with(|| HashValue::Crc32((hashers.crc32)(0, self.data)))
+                }
+            };
             if hash.value != computed {
                 return Err(FitError::HashMismatch {
                     image: self.name.into(),
@@ -292,7 +399,38 @@ impl Image<'_> {
                 });
             }
         }
-        Ok(())
+        Ok(verified)
+    }
+}
+
+/// Which algorithms a verification checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// At least one sha256 hash.
+    pub sha256: bool,
+    /// At least one crc32 hash.
+    pub crc32: bool,
+}
+
+impl Verified {
+    /// Both sets together.
+    #[must_use]
+    pub fn and(self, other: Self) -> Self {
+        Self {
+            sha256: self.sha256 || other.sha256,
+            crc32: self.crc32 || other.crc32,
+        }
+    }
+
+    /// The algorithms, for a log line: `sha256`, `crc32`, `sha256 and crc32`, or `no hash`.
+    #[must_use]
+    pub fn names(self) -> &'static str {
+        match (self.sha256, self.crc32) {
+            (true, true) => "sha256 and crc32",
+            (true, false) => "sha256",
+            (false, true) => "crc32",
+            (false, false) => "no hash",
+        }
     }
 }
 
@@ -325,15 +463,18 @@ impl<'a> Config<'a> {
 /// # Errors
 /// The first image that has no hash or does not match it.
 pub fn verify_all(config: &Config<'_>) -> Result<(), FitError> {
-    verify_all_with(config, crate::sha256::compress_portable)
+    verify_all_with(config, &Hashers::PORTABLE).map(|_| ())
 }
 
-/// [`verify_all`] with SHA-256 computed by `compress` ([`Image::verify_with`]).
+/// [`verify_all`] with the hashes computed by `hashers` ([`Image::verify_with`]); returns
+/// which algorithms were checked, over all the images.
 ///
 /// # Errors
 /// As [`verify_all`].
-pub fn verify_all_with(config: &Config<'_>, compress: Compress) -> Result<(), FitError> {
-    config.images().try_for_each(|i| i.verify_with(compress))
+pub fn verify_all_with(config: &Config<'_>, hashers: &Hashers) -> Result<Verified, FitError> {
+    config.images().try_fold(Verified::default(), |v, i| {
+        Ok(v.and(i.verify_with(hashers)?))
+    })
 }
 
 /// A FIT whose DTB part has been checked, with the bytes that follow it
@@ -589,7 +730,7 @@ impl Role {
 }
 
 /// The `hash*` subnodes of an image (U-Boot matches the name prefix), each
-/// required to be sha256 with a 32-byte value.
+/// required to be sha256 with a 32-byte value or crc32 with a 4-byte one (big-endian).
 fn hashes<'a>(image: &FdtNode<'a>) -> Result<Vec<Hash<'a>>, FitError> {
     let image_name = image.name();
     let mut hashes = Vec::new();
@@ -598,28 +739,33 @@ fn hashes<'a>(image: &FdtNode<'a>) -> Result<Vec<Hash<'a>>, FitError> {
         let path = |prop: &str| format!("/images/{image_name}/{name}/{prop}");
         let algo = optional_string(&node, "algo", path)?
             .ok_or_else(|| FitError::MissingProperty { path: path("algo") })?;
-        if algo != "sha256" {
-            return Err(FitError::HashAlgo {
-                image: image_name.into(),
-                hash: name.into(),
-                algo: algo.into(),
-            });
-        }
+        let algo = match algo {
+            "sha256" => HashAlgo::Sha256,
+            "crc32" => HashAlgo::Crc32,
+            _ => {
+                return Err(FitError::HashAlgo {
+                    image: image_name.into(),
+                    hash: name.into(),
+                    algo: algo.into(),
+                })
+            }
+        };
         let value = node
             .property("value")
             .ok_or_else(|| FitError::MissingProperty {
                 path: path("value"),
             })?;
-        let value = value
-            .value_as::<[u8; 32]>()
-            .map_err(|problem| FitError::BadProperty {
-                path: path("value"),
-                problem,
-            })?;
-        hashes.push(Hash {
-            name,
-            value: Sha256Digest(value),
-        });
+        let bad = |problem| FitError::BadProperty {
+            path: path("value"),
+            problem,
+        };
+        let value = match algo {
+            HashAlgo::Sha256 => {
+                HashValue::Sha256(Sha256Digest(value.value_as::<[u8; 32]>().map_err(bad)?))
+            }
+            HashAlgo::Crc32 => HashValue::Crc32(value.value_as::<u32>().map_err(bad)?),
+        };
+        hashes.push(Hash { name, value });
     }
     Ok(hashes)
 }

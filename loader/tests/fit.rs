@@ -4,7 +4,10 @@
 
 use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
 use dtoolkit::Property as _;
-use loader::fit::{verify_all, Fit, FitError, ImageKind, Sha256Digest};
+use loader::fit::{
+    crc32_portable, verify_all, verify_all_with, Fit, FitError, HashValue, Hashers, ImageKind,
+    Sha256Digest, Verified,
+};
 use sha2::{Digest as _, Sha256};
 
 const KERNEL: &[u8] = b"KERNEL-IMAGE-BYTES-0123456789abcdef";
@@ -41,6 +44,8 @@ struct Builder {
     default: Option<&'static str>,
     compression: &'static str,
     algo: &'static str,
+    /// A sha256 value whatever `algo` says.
+    sha_value: bool,
     hash: bool,
 }
 
@@ -61,6 +66,7 @@ impl Builder {
             default: Some("conf-1"),
             compression: "none",
             algo: "sha256",
+            sha_value: false,
             hash: true,
         }
     }
@@ -84,9 +90,13 @@ impl Builder {
             if self.hash {
                 let hash = DeviceTreeNode::builder("hash-1")
                     .unwrap()
-                    .property(prop("algo", self.algo))
-                    .property(prop("value", sha256(data)))
-                    .build();
+                    .property(prop("algo", self.algo));
+                let hash = if self.algo == "crc32" && !self.sha_value {
+                    hash.property(prop("value", crc32fast::hash(data)))
+                } else {
+                    hash.property(prop("value", sha256(data)))
+                };
+                let hash = hash.build();
                 node = node.child(hash);
             }
             node = match self.layout {
@@ -171,7 +181,10 @@ fn good_fit_verifies() {
     assert_eq!(config.kernel.entry, Some(0x8_0000));
     assert_eq!(config.kernel.hashes.len(), 1);
     assert_eq!(config.kernel.hashes[0].name, "hash-1");
-    assert_eq!(config.kernel.hashes[0].value, Sha256Digest(sha256(KERNEL)));
+    assert_eq!(
+        config.kernel.hashes[0].value,
+        HashValue::Sha256(Sha256Digest(sha256(KERNEL)))
+    );
     let ramdisk = config.ramdisk.as_ref().unwrap();
     assert_eq!((ramdisk.data, ramdisk.kind), (RAMDISK, ImageKind::Ramdisk));
     assert_eq!(ramdisk.load, None);
@@ -216,8 +229,8 @@ fn corrupted_data_byte_is_a_hash_mismatch() {
         FitError::HashMismatch {
             image: "kernel".into(),
             hash: "hash-1".into(),
-            expected: Sha256Digest(sha256(KERNEL)),
-            computed: Sha256Digest(sha256(&corrupted)),
+            expected: HashValue::Sha256(Sha256Digest(sha256(KERNEL))),
+            computed: HashValue::Sha256(Sha256Digest(sha256(&corrupted))),
         }
     );
     let msg = err.to_string();
@@ -477,4 +490,120 @@ fn byte_flips_never_panic() {
             matches!(load(&bad), Err(FitError::HashMismatch { ref image, .. }) if image == "ramdisk")
         );
     }
+}
+
+#[test]
+fn crc32_is_zlibs() {
+    // The CRC-32/ISO-HDLC check value, and the same in pieces.
+    assert_eq!(crc32_portable(0, b"123456789"), 0xcbf4_3926);
+    assert_eq!(
+        crc32_portable(crc32_portable(0, b"1234"), b"56789"),
+        0xcbf4_3926
+    );
+    assert_eq!(crc32_portable(0, b""), 0);
+    // The same as crc32fast (an independent implementation) at every length up to 300,
+    // whole and split anywhere.
+    let data: Vec<u8> = (0u32..300).map(|i| (i * 131 + i / 7) as u8).collect();
+    for len in 0..data.len() {
+        let want = crc32fast::hash(&data[..len]);
+        assert_eq!(crc32_portable(0, &data[..len]), want, "length {len}");
+        let (a, b) = data[..len].split_at(len / 3);
+        assert_eq!(
+            crc32_portable(crc32_portable(0, a), b),
+            want,
+            "length {len}"
+        );
+    }
+}
+
+#[test]
+fn crc32_fits_verify_embedded_and_external() {
+    for layout in [Layout::Embedded, Layout::External, Layout::Position] {
+        let mut b = Builder::new();
+        b.algo = "crc32";
+        b.layout = layout;
+        let bytes = b.build();
+        let config = Fit::parse(&bytes).unwrap().default_config().unwrap();
+        assert_eq!(
+            config.kernel.hashes[0].value,
+            HashValue::Crc32(crc32fast::hash(KERNEL))
+        );
+        let v = verify_all_with(&config, &Hashers::PORTABLE).unwrap();
+        assert_eq!(
+            v,
+            Verified {
+                sha256: false,
+                crc32: true
+            }
+        );
+        assert_eq!(v.names(), "crc32");
+    }
+}
+
+#[test]
+fn crc32_mismatch_is_refused_and_named() {
+    let mut b = Builder::new();
+    b.algo = "crc32";
+    let mut bytes = b.build();
+    let at = bytes
+        .windows(RAMDISK.len())
+        .position(|w| w == RAMDISK)
+        .unwrap();
+    bytes[at] ^= 1;
+    let config = Fit::parse(&bytes).unwrap().default_config().unwrap();
+    let err = verify_all(&config).unwrap_err();
+    let mut corrupted = RAMDISK.to_vec();
+    corrupted[0] ^= 1;
+    assert_eq!(
+        err,
+        FitError::HashMismatch {
+            image: "ramdisk".into(),
+            hash: "hash-1".into(),
+            expected: HashValue::Crc32(crc32fast::hash(RAMDISK)),
+            computed: HashValue::Crc32(crc32fast::hash(&corrupted)),
+        }
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("ramdisk hash-1: crc32 mismatch: expected "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("{:08x}", crc32fast::hash(RAMDISK))),
+        "{msg}"
+    );
+}
+
+#[test]
+fn crc32_value_of_the_wrong_length_is_refused() {
+    // A sha256-sized value under algo = "crc32".
+    let mut b = Builder::new();
+    b.algo = "crc32";
+    b.sha_value = true;
+    let err = load(&b.build()).unwrap_err();
+    assert!(
+        matches!(&err, FitError::BadProperty { path, .. } if path == "/images/kernel/hash-1/value"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn both_algorithms_are_checked() {
+    let mut b = Builder::new();
+    b.algo = "crc32";
+    let crc = b.build();
+    let sha = Builder::new().build();
+    let v = verify_all_with(
+        &Fit::parse(&crc).unwrap().default_config().unwrap(),
+        &Hashers::PORTABLE,
+    )
+    .unwrap()
+    .and(
+        verify_all_with(
+            &Fit::parse(&sha).unwrap().default_config().unwrap(),
+            &Hashers::PORTABLE,
+        )
+        .unwrap(),
+    );
+    assert_eq!(v.names(), "sha256 and crc32");
 }

@@ -23,8 +23,17 @@
 //! like every destination it is never in the pool, so no source page, list page, table or
 //! block lies in it and no copy of another segment lands on it.
 //!
+//! A segment added with [`Planner::add_segment_from`] names where its bytes already are (a
+//! FIT's page-aligned external data): [`Planner::stage`] makes those pages its staging, so
+//! nothing is copied at EL1 and the engine copies straight from them, provided they lie in
+//! one RAM bank, clear of every protected range and of every destination (its own
+//! included). Otherwise the segment gets staging from the pool like any other and the
+//! caller copies its bytes there. The source pages are taken out of the pool either way,
+//! so nothing the planner allocates lands on them.
+//!
 //! Because every page the engine reads (staging, list, tables, block, its own code) comes
-//! from the pool, none lies in a destination: the copy, in list order, never overwrites
+//! from the pool, or is a source the planner checked to be clear of every destination,
+//! none lies in a destination: the copy, in list order, never overwrites
 //! anything it has yet to read (the "safe pages" rule of Linux's kexec). Busy pages (the EL1
 //! stage's own RAM) may be destinations, as the EL1 stage is gone by the time the engine
 //! writes them, but never hold anything the engine reads.
@@ -111,6 +120,11 @@ pub struct Ready {
     /// The destinations of the segments loaded in place (name, destination), in the order
     /// they were added: the engine copies nothing for them, only checks their digests.
     pub in_place: Vec<(&'static str, Range<u64>)>,
+    /// The segments the engine copies straight from where their bytes were
+    /// ([`Planner::add_segment_from`]), as (name, source pages), in the order they were
+    /// added. Not in `staging` and not cleaned: nothing at EL1 wrote them (a caller
+    /// copying with the MMU off, whose engine reads memory, cleans them if its CPU did).
+    pub from_source: Vec<(&'static str, Range<u64>)>,
     /// The staging runs of every segment. They are not in `clean`, which assumes they were
     /// filled by DMA; a caller that filled them with CPU stores must clean them too (pass
     /// them as `extra` to [`clean_for_engine`]).
@@ -173,6 +187,14 @@ pub enum PlanError {
         start: u64,
         /// Destination end.
         end: u64,
+    },
+    /// A source ([`Planner::add_segment_from`]) that does not start on a 4 KiB boundary.
+    #[error("segment {name}: source {start:#x} is not 4 KiB aligned")]
+    UnalignedSource {
+        /// The segment.
+        name: &'static str,
+        /// Its source.
+        start: u64,
     },
     /// A destination does not start on a 4 KiB boundary.
     #[error("segment {name}: destination {start:#x} is not 4 KiB aligned")]
@@ -360,6 +382,10 @@ struct Segment {
     staging: Vec<Range<u64>>,
     /// Loaded straight into `dest`: no staging, no copy, only the digest check.
     in_place: bool,
+    /// Where its bytes already are (page-aligned), if the caller named it.
+    source: Option<u64>,
+    /// `stage` made the source's pages its staging: nothing to fill.
+    from_source: bool,
 }
 
 impl Segment {
@@ -379,6 +405,13 @@ impl Segment {
         } else {
             self.page_count()
         }
+    }
+
+    /// The pages its source spans (as many as the destination's), if it names one.
+    fn source_pages(&self) -> Option<Range<u64>> {
+        let start = self.source?;
+        let len = self.pages().end - self.pages().start;
+        Some(start..start.saturating_add(len))
     }
 }
 
@@ -498,7 +531,33 @@ impl<M: Memory> Planner<M> {
         name: &'static str,
         dest: Range<u64>,
     ) -> Result<usize, PlanError> {
-        self.add(name, dest, false)
+        self.add(name, dest, false, None)
+    }
+
+    /// Adds a segment whose bytes go to `dest` and are now at `source` (page-aligned, as
+    /// many bytes as `dest` holds; the engine reads the last page whole), and returns its
+    /// index. [`stage`](Self::stage) decides: the engine copies straight from `source`
+    /// (no staging, nothing to fill) when its pages lie inside one RAM bank, clear of every
+    /// protected range and of every segment's destination; otherwise the segment is
+    /// staged like one from [`add_segment`](Self::add_segment). The source's pages are
+    /// kept out of the pool either way.
+    ///
+    /// # Errors
+    /// Those of [`add_segment`](Self::add_segment), and [`PlanError::UnalignedSource`]
+    /// for a source not on a page.
+    pub fn add_segment_from(
+        &mut self,
+        name: &'static str,
+        dest: Range<u64>,
+        source: u64,
+    ) -> Result<usize, PlanError> {
+        if !source.is_multiple_of(PAGE_SIZE) {
+            return Err(PlanError::UnalignedSource {
+                name,
+                start: source,
+            });
+        }
+        self.add(name, dest, false, Some(source))
     }
 
     /// Whether `dest` could be loaded in place: it is clear of every busy range (the
@@ -522,7 +581,7 @@ impl<M: Memory> Planner<M> {
         name: &'static str,
         dest: Range<u64>,
     ) -> Result<usize, PlanError> {
-        self.add(name, dest, true)
+        self.add(name, dest, true, None)
     }
 
     fn add(
@@ -530,6 +589,7 @@ impl<M: Memory> Planner<M> {
         name: &'static str,
         dest: Range<u64>,
         in_place: bool,
+        source: Option<u64>,
     ) -> Result<usize, PlanError> {
         if self.pool.is_some() {
             return Err(PlanError::OutOfOrder {
@@ -557,6 +617,8 @@ impl<M: Memory> Planner<M> {
             dest,
             staging: Vec::new(),
             in_place,
+            source,
+            from_source: false,
         };
         let pages = seg.pages();
         if !self
@@ -611,7 +673,8 @@ impl<M: Memory> Planner<M> {
     /// segment's bytes (its length rounded up to whole pages). Large power-of-two blocks are
     /// taken first, so the runs are few and long. Returns the runs per segment, in the order
     /// the segments were added; a segment loaded in place gets its destination's pages as
-    /// its one run, to be filled directly.
+    /// its one run, to be filled directly, and one the engine copies from its source
+    /// ([`add_segment_from`](Self::add_segment_from)) no runs: nothing to fill.
     ///
     /// # Errors
     /// [`PlanError::TooLarge`] when the segments need more pages than are free, or a call
@@ -630,12 +693,28 @@ impl<M: Memory> Planner<M> {
             .map(|r| r.start.div_ceil(PAGE_SIZE)..r.end / PAGE_SIZE)
             .filter(|r| r.start < r.end)
             .collect();
+        // Which sources the engine can read where they are: inside one RAM bank, clear of
+        // every protected range and every destination. The rest are staged.
+        let readable: Vec<bool> = self
+            .segments
+            .iter()
+            .map(|seg| {
+                seg.source_pages().is_some_and(|src| {
+                    self.ram
+                        .iter()
+                        .any(|b| b.start <= src.start && src.end <= b.end)
+                        && !self.protected.iter().any(|(p, _)| overlaps(p, &src))
+                        && !self.segments.iter().any(|s| overlaps(&s.pages(), &src))
+                })
+            })
+            .collect();
         let taken = self
             .protected
             .iter()
             .map(|(r, _)| r.clone())
             .chain(self.busy.iter().cloned())
-            .chain(self.segments.iter().map(Segment::pages));
+            .chain(self.segments.iter().map(Segment::pages))
+            .chain(self.segments.iter().filter_map(Segment::source_pages));
         for r in taken {
             pool::subtract(&mut free, r.start / PAGE_SIZE..r.end.div_ceil(PAGE_SIZE));
         }
@@ -644,14 +723,29 @@ impl<M: Memory> Planner<M> {
         pool::subtract(&mut free, 0..1);
         let mut pool = Pool::new(&free);
 
-        let needed: u64 = self.segments.iter().map(Segment::copied_pages).sum();
+        for (seg, &ok) in self.segments.iter_mut().zip(&readable) {
+            if let (true, Some(src)) = (ok, seg.source_pages()) {
+                seg.staging = alloc::vec![src];
+                seg.from_source = true;
+            }
+        }
+        let needed: u64 = self
+            .segments
+            .iter()
+            .filter(|s| !s.from_source)
+            .map(Segment::copied_pages)
+            .sum();
         if needed > pool.free_pages() {
             return Err(PlanError::TooLarge {
                 needed: needed * PAGE_SIZE,
                 free: pool.free_pages() * PAGE_SIZE,
             });
         }
-        for seg in self.segments.iter_mut().filter(|s| !s.in_place) {
+        for seg in self
+            .segments
+            .iter_mut()
+            .filter(|s| !s.in_place && !s.from_source)
+        {
             let pages = seg.page_count();
             let runs = pool.alloc_runs(pages).ok_or(PlanError::OutOfPages {
                 what: "staging",
@@ -670,6 +764,8 @@ impl<M: Memory> Planner<M> {
             .map(|s| {
                 if s.in_place {
                     alloc::vec![s.pages()]
+                } else if s.from_source {
+                    Vec::new()
                 } else {
                     s.staging.clone()
                 }
@@ -860,6 +956,7 @@ impl<M: Memory> Planner<M> {
         let staging: Vec<Range<u64>> = self
             .segments
             .iter()
+            .filter(|s| !s.from_source)
             .flat_map(|s| s.staging.iter().cloned())
             .collect();
         Ok(Ready {
@@ -871,6 +968,12 @@ impl<M: Memory> Planner<M> {
                 .iter()
                 .filter(|s| s.in_place)
                 .map(|s| (s.name, s.dest.clone()))
+                .collect(),
+            from_source: self
+                .segments
+                .iter()
+                .filter(|s| s.from_source)
+                .flat_map(|s| s.staging.iter().map(move |r| (s.name, r.clone())))
                 .collect(),
             staging_pages: staging
                 .iter()

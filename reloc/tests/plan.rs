@@ -1295,3 +1295,159 @@ fn in_place_pages_are_never_staging_or_engine_pages() {
     p.add_segment("dtb", 0x403f_0000..0x403f_1000).unwrap();
     assert!(matches!(p.stage().unwrap_err(), PlanError::TooLarge { .. }));
 }
+
+// ---------------------------------------------------------------------------------------
+// Segments copied straight from where their bytes are (`add_segment_from`).
+
+/// A FIT's external data at 0x5000_0000 (busy, as the boot flow marks it): the kernel's
+/// bytes on its first page, the initrd's on the page after the kernel's last.
+const FIT_KERNEL: u64 = 0x5000_0000;
+const FIT_INITRD: u64 = 0x5080_0000;
+
+/// Plans the Linux segments with the kernel and initrd from `sources` (written there
+/// first), the DTB staged.
+fn from_source_plan(
+    layout: Layout,
+    sources: [u64; 2],
+    payloads: &[Vec<u8>; 3],
+) -> Result<InPlacePlan, PlanError> {
+    let segs = linux_segments();
+    let mut mem = fake(&layout);
+    for (src, data) in sources.iter().zip(payloads) {
+        fill(&mut mem, &[*src..*src + data.len() as u64], data);
+    }
+    let mut p = Planner::new(layout, &mut mem)?;
+    for (i, (name, dest)) in segs.iter().enumerate() {
+        if i < 2 {
+            p.add_segment_from(name, dest.clone(), sources[i])?;
+        } else {
+            p.add_segment(name, dest.clone())?;
+        }
+    }
+    let runs = p.stage()?;
+    for (r, data) in runs.iter().zip(payloads) {
+        fill(p.memory_mut(), r, data);
+    }
+    let ready = p.finish(req(0x4020_0000))?;
+    Ok((ready, mem, runs, segs))
+}
+
+fn with_fit_busy() -> Layout {
+    let mut l = virt_1g();
+    l.busy.push(0x5000_0000..0x5100_0000);
+    l
+}
+
+#[test]
+fn from_source_segments_are_copied_from_their_pages() {
+    let payloads = in_place_payloads();
+    let (ready, mem, runs, segs) =
+        from_source_plan(with_fit_busy(), [FIT_KERNEL, FIT_INITRD], &payloads).unwrap();
+    // Nothing to fill for the kernel and the initrd; the DTB is staged.
+    assert!(runs[0].is_empty() && runs[1].is_empty());
+    assert_eq!(runs[2].len(), 1);
+    assert_eq!(ready.staging, runs[2]);
+    assert_eq!(ready.staging_pages, 2);
+    assert_eq!(
+        ready.from_source,
+        vec![
+            ("kernel", FIT_KERNEL..FIT_KERNEL + 0x80_0000),
+            ("initrd", FIT_INITRD..FIT_INITRD + 0x30_1000)
+        ]
+    );
+    // The list copies the source pages, in order, then the staged DTB.
+    let walked = list::walk(&mem, ready.block.head, 10_000).unwrap();
+    let mut want: Vec<(u64, u64)> = Vec::new();
+    for (k, src) in [FIT_KERNEL, FIT_INITRD].into_iter().enumerate() {
+        let d = &segs[k].1;
+        let pages = (d.end - d.start).div_ceil(PAGE_SIZE);
+        want.extend((0..pages).map(|i| (d.start + i * PAGE_SIZE, src + i * PAGE_SIZE)));
+    }
+    want.push((0x4400_0000, runs[2][0].start));
+    want.push((0x4400_1000, runs[2][0].start + PAGE_SIZE));
+    assert_eq!(walked, want);
+    // The digests are of the source bytes, which are what the destinations will hold.
+    check_digests(&mem, ready.block.digests, &segs, &payloads);
+    // Nothing the planner allocated lies on the sources or in a destination.
+    for r in ready.clean.iter().chain(&ready.staging) {
+        for (_, src) in &ready.from_source {
+            assert!(!overlaps(r, src), "{r:x?} on the source {src:x?}");
+        }
+        for (_, d) in &segs {
+            assert!(!overlaps(r, d), "{r:x?} in {d:x?}");
+        }
+    }
+}
+
+#[test]
+fn a_source_under_a_destination_is_staged_instead() {
+    let payloads = in_place_payloads();
+    // The initrd's bytes sit where the DTB goes: the engine could overwrite them before
+    // reading them, so the initrd is staged; the kernel's source is clear and read in place.
+    let (ready, mem, runs, segs) =
+        from_source_plan(with_fit_busy(), [FIT_KERNEL, 0x4400_0000], &payloads).unwrap();
+    assert!(runs[0].is_empty());
+    assert!(!runs[1].is_empty(), "the initrd is staged");
+    assert_eq!(
+        ready.from_source,
+        vec![("kernel", FIT_KERNEL..FIT_KERNEL + 0x80_0000)]
+    );
+    check_digests(&mem, ready.block.digests, &segs, &payloads);
+    // Its own destination counts too.
+    let (ready, _, runs, _) =
+        from_source_plan(with_fit_busy(), [0x4030_0000, FIT_INITRD], &payloads).unwrap();
+    assert!(
+        !runs[0].is_empty(),
+        "the kernel's bytes overlap its destination: staged"
+    );
+    assert_eq!(ready.from_source.len(), 1);
+}
+
+#[test]
+fn a_source_outside_ram_or_protected_is_staged_instead() {
+    let payloads = in_place_payloads();
+    // Across the end of RAM.
+    let mut layout = with_fit_busy();
+    layout.ram = vec![0x4000_0000..0x5040_0000];
+    layout.busy = vec![0x7f00_0000..0x7fe0_0000];
+    layout.protected.retain(|(r, _)| r.end <= 0x5040_0000);
+    let mut mem = fake(&virt_1g());
+    for (src, data) in [FIT_KERNEL, FIT_INITRD].iter().zip(&payloads) {
+        fill(&mut mem, &[*src..*src + data.len() as u64], data);
+    }
+    let mut p = Planner::new(layout, &mut mem).unwrap();
+    p.add_segment_from("kernel", 0x4020_0000..0x40a0_0000, FIT_KERNEL)
+        .unwrap();
+    let runs = p.stage().unwrap();
+    assert!(!runs[0].is_empty());
+    // On a protected range.
+    let mut layout = with_fit_busy();
+    layout
+        .protected
+        .push((0x5000_0000..0x5000_1000, "firmware"));
+    let (ready, _, runs, _) =
+        from_source_plan(layout, [FIT_KERNEL, FIT_INITRD], &payloads).unwrap();
+    assert!(!runs[0].is_empty());
+    assert!(runs[1].is_empty());
+    assert_eq!(ready.from_source.len(), 1);
+}
+
+#[test]
+fn an_unaligned_source_is_refused() {
+    let layout = virt_1g();
+    let mut mem = fake(&layout);
+    let mut p = Planner::new(layout, &mut mem).unwrap();
+    let e = p
+        .add_segment_from("kernel", 0x4020_0000..0x40a0_0000, 0x5000_0800)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        PlanError::UnalignedSource {
+            name: "kernel",
+            start: 0x5000_0800
+        }
+    );
+    assert!(e
+        .to_string()
+        .contains("source 0x50000800 is not 4 KiB aligned"));
+}

@@ -2,11 +2,19 @@
 //! optionally, an initrd and a DTB, for boards whose firmware loads the
 //! payload as one FIT (the Raspberry Pi 4), and for QEMU virt's `-kernel`.
 //!
-//! `cargo xtask build --board rpi4 --kernel ...` writes its `payload.itb`
-//! with [`write_fit`] ([`crate::rpi4::write_folder`]). The layout is
-//! the one `mkimage -f` writes from an `.its` with embedded data, so that
-//! `loader::fit` (which the tests here round-trip through) and U-Boot's
-//! `mkimage -l` both read it.
+//! [`write_fit`] writes the layout `mkimage -f` writes from an `.its` with
+//! embedded data and sha256 hashes. [`write_fit_with`] can also write what
+//! `mkimage -E -B <align>` writes: each image's bytes after the DTB, at
+//! `data-offset` from its end, every image and the DTB itself padded to the
+//! alignment (U-Boot's tools/fit_image.c, fit_extract_data(): the DTB's
+//! `totalsize` is rounded up, so a reader's "`totalsize` rounded to 4 plus
+//! `data-offset`" lands on the boundary); and `crc32` hashes instead of
+//! `sha256`. `cargo xtask build --board rpi4 --kernel ...` writes its
+//! `payload.itb` that way ([`crate::rpi4::write_folder`], [`FitLayout::PI`]):
+//! the kernel's and the initrd's bytes start on pages of the FIT, so that
+//! the firmware's engine copies them from there, and CRC-32 costs a fraction
+//! of SHA-256 (docs/fit.md). `loader::fit` (which the tests here round-trip
+//! through) and U-Boot's `mkimage -l` read both.
 
 use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
 use dtoolkit::ToPropertyValue;
@@ -17,23 +25,82 @@ fn prop<T: ToPropertyValue>(name: &str, value: T) -> DeviceTreeProperty {
     DeviceTreeProperty::new_unchecked(name, value)
 }
 
-/// One image node: `data`, its metadata and a `hash-1` sha256 node.
-fn image(name: &str, kind: &str, os: Option<&str>, data: &[u8]) -> DeviceTreeNode {
+/// The hash algorithm of every image's `hash-1` node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FitHash {
+    /// `sha256`: 32 bytes.
+    Sha256,
+    /// `crc32`: U-Boot's (zlib's CRC-32), 4 bytes big-endian.
+    Crc32,
+}
+
+/// How [`write_fit_with`] lays a FIT out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FitLayout {
+    /// Every image's hash.
+    pub hash: FitHash,
+    /// `Some(align)`: the images' bytes external, `mkimage -E -B align` style (a power
+    /// of two, at least 4); `None`: embedded in `data`.
+    pub external_align: Option<u32>,
+}
+
+impl FitLayout {
+    /// [`write_fit`]'s: embedded data, sha256.
+    pub const EMBEDDED_SHA256: Self = Self {
+        hash: FitHash::Sha256,
+        external_align: None,
+    };
+    /// The Pi 4 folder's: external data on 4 KiB pages, crc32.
+    pub const PI: Self = Self {
+        hash: FitHash::Crc32,
+        external_align: Some(4096),
+    };
+}
+
+/// One image node: its metadata, a `hash-1` node, and `data` or (with `external`, its
+/// offset in the external data) `data-offset` and `data-size`.
+fn image(
+    name: &str,
+    kind: &str,
+    os: Option<&str>,
+    data: &[u8],
+    hash: FitHash,
+    external: Option<u32>,
+) -> DeviceTreeNode {
     let mut node = DeviceTreeNode::new_unchecked(name);
     node.add_property(prop("description", name));
-    node.add_property(prop("data", data));
+    match external {
+        None => node.add_property(prop("data", data)),
+        Some(offset) => {
+            node.add_property(prop("data-offset", offset));
+            node.add_property(prop("data-size", size32(data.len())));
+        }
+    }
     node.add_property(prop("type", kind));
     node.add_property(prop("arch", "arm64"));
     if let Some(os) = os {
         node.add_property(prop("os", os));
     }
     node.add_property(prop("compression", "none"));
-    let digest: [u8; 32] = Sha256::digest(data).into();
-    let mut hash = DeviceTreeNode::new_unchecked("hash-1");
-    hash.add_property(prop("algo", "sha256"));
-    hash.add_property(prop("value", digest));
-    node.add_child(hash);
+    let mut node_hash = DeviceTreeNode::new_unchecked("hash-1");
+    match hash {
+        FitHash::Sha256 => {
+            let digest: [u8; 32] = Sha256::digest(data).into();
+            node_hash.add_property(prop("algo", "sha256"));
+            node_hash.add_property(prop("value", digest));
+        }
+        FitHash::Crc32 => {
+            node_hash.add_property(prop("algo", "crc32"));
+            node_hash.add_property(prop("value", crc32fast::hash(data)));
+        }
+    }
+    node.add_child(node_hash);
     node
+}
+
+/// A length as the FDT's 32-bit cell.
+fn size32(len: usize) -> u32 {
+    u32::try_from(len).expect("a FIT image is at most 4 GiB")
 }
 
 /// A FIT with the images embedded: `/images/kernel` (type `kernel`, os
@@ -54,18 +121,54 @@ pub fn write_fit(
     fdt: Option<&[u8]>,
     description: &str,
 ) -> Vec<u8> {
+    write_fit_with(
+        kernel,
+        ramdisk,
+        fdt,
+        description,
+        FitLayout::EMBEDDED_SHA256,
+    )
+}
+
+/// [`write_fit`] laid out as `layout` says: the same nodes, with `crc32` hashes and the
+/// images' bytes external and aligned if asked.
+///
+/// # Panics
+/// As [`write_fit`], or for an `external_align` that is not a power of two of at least 4.
+pub fn write_fit_with(
+    kernel: &[u8],
+    ramdisk: Option<&[u8]>,
+    fdt: Option<&[u8]>,
+    description: &str,
+    layout: FitLayout,
+) -> Vec<u8> {
+    if let Some(a) = layout.external_align {
+        assert!(a.is_power_of_two() && a >= 4, "alignment {a}");
+    }
+    let align = layout.external_align.map_or(1, |a| a as usize);
     let mut images = DeviceTreeNode::new_unchecked("images");
     let mut conf = DeviceTreeNode::new_unchecked("conf-1");
     conf.add_property(prop("description", description));
+    // The external data: each image's bytes padded to the alignment, in node order.
+    let mut external = Vec::new();
+    let mut add = |name: &str, kind: &str, os: Option<&str>, data: &[u8]| {
+        let offset = layout.external_align.map(|_| {
+            let at = size32(external.len());
+            external.extend_from_slice(data);
+            external.resize(external.len().next_multiple_of(align), 0);
+            at
+        });
+        images.add_child(image(name, kind, os, data, layout.hash, offset));
+    };
 
-    images.add_child(image("kernel", "kernel", Some("linux"), kernel));
+    add("kernel", "kernel", Some("linux"), kernel);
     conf.add_property(prop("kernel", "kernel"));
     if let Some(ramdisk) = ramdisk {
-        images.add_child(image("ramdisk", "ramdisk", Some("linux"), ramdisk));
+        add("ramdisk", "ramdisk", Some("linux"), ramdisk);
         conf.add_property(prop("ramdisk", "ramdisk"));
     }
     if let Some(fdt) = fdt {
-        images.add_child(image("fdt-1", "flat_dt", None, fdt));
+        add("fdt-1", "flat_dt", None, fdt);
         conf.add_property(prop("fdt", "fdt-1"));
     }
 
@@ -79,12 +182,20 @@ pub fn write_fit(
     tree.root.add_property(prop("#address-cells", 1u32));
     tree.root.add_child(images);
     tree.root.add_child(configs);
-    tree.to_dtb()
+    let mut fit = tree.to_dtb();
+    if layout.external_align.is_some() {
+        // The DTB padded to the alignment, its totalsize saying so, then the data.
+        fit.resize(fit.len().next_multiple_of(align), 0);
+        let total = size32(fit.len()).to_be_bytes();
+        fit[4..8].copy_from_slice(&total);
+        fit.extend_from_slice(&external);
+    }
+    fit
 }
 
 #[cfg(test)]
 mod tests {
-    use loader::fit::{verify_all, Fit, FitError, ImageKind};
+    use loader::fit::{verify_all, Fit, FitError, HashValue, ImageKind};
 
     use super::*;
 
@@ -107,6 +218,52 @@ mod tests {
         let fdt = config.fdt.as_ref().unwrap();
         assert_eq!((fdt.data, fdt.kind), (&dtb[..], ImageKind::FlatDt));
         verify_all(&config).unwrap();
+    }
+
+    #[test]
+    fn pi_layout_is_page_aligned_crc32_and_round_trips() {
+        let kernel: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let ramdisk = b"070701 cpio".repeat(77);
+        let dtb = b"\xd0\x0d\xfe\xed".repeat(9);
+        let fit = write_fit_with(&kernel, Some(&ramdisk), Some(&dtb), "pi", FitLayout::PI);
+        let parsed = Fit::parse(&fit).unwrap();
+        let config = parsed.default_config().unwrap();
+        let base = fit.as_ptr() as usize;
+        for (image, data) in config.images().zip([&kernel[..], &ramdisk, &dtb]) {
+            assert_eq!(image.data, data);
+            assert_eq!(
+                (image.data.as_ptr() as usize - base) % 4096,
+                0,
+                "{}",
+                image.name
+            );
+            assert!(matches!(
+                image.hashes[..],
+                [loader::fit::Hash {
+                    value: HashValue::Crc32(_),
+                    ..
+                }]
+            ));
+        }
+        // The kernel's bytes on the first page after the DTB, the ramdisk's on the page
+        // after the kernel's last; the file ends on a page too.
+        let k = config.kernel.data.as_ptr() as usize - base;
+        let r = config.ramdisk.as_ref().unwrap().data.as_ptr() as usize - base;
+        assert_eq!(r, k + 12288);
+        assert_eq!(fit.len() % 4096, 0);
+        let v = loader::fit::verify_all_with(&config, &loader::fit::Hashers::PORTABLE).unwrap();
+        assert_eq!(v.names(), "crc32");
+    }
+
+    #[test]
+    fn pi_layout_corruption_is_caught() {
+        let kernel = b"the kernel".repeat(500);
+        let mut fit = write_fit_with(&kernel, None, None, "k", FitLayout::PI);
+        let at = fit.windows(10).position(|w| w == b"the kernel").unwrap();
+        fit[at + 4000] ^= 4;
+        let config = Fit::parse(&fit).unwrap().default_config().unwrap();
+        let e = verify_all(&config).unwrap_err();
+        assert!(e.to_string().contains("crc32 mismatch"), "{e}");
     }
 
     #[test]

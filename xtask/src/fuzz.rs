@@ -165,6 +165,18 @@ pub fn gather_inputs(qemu: &Qemu, dir: &Path) -> anyhow::Result<()> {
         "rpi4.itb",
         &fit(&kernel[..4096], Some(initrd), Some(&pi), "rpi4"),
     )?;
+    // The Pi folder's layout: crc32 hashes, the data external on 4 KiB pages.
+    write(
+        "fit",
+        "rpi4-folder.itb",
+        &crate::fit::write_fit_with(
+            &kernel[..4096],
+            Some(initrd),
+            None,
+            "rpi4 folder",
+            crate::fit::FitLayout::PI,
+        ),
+    )?;
 
     for (name, line) in [
         ("linux-el1", linux::command_line(["hypstub.el=1"])),

@@ -418,11 +418,12 @@ fn payload_fit(payload: &PayloadFiles, notes: &mut Vec<String>) -> anyhow::Resul
         .kernel
         .file_name()
         .map_or_else(|| "kernel".into(), |n| n.to_string_lossy().into_owned());
-    Ok(crate::fit::write_fit(
+    Ok(crate::fit::write_fit_with(
         &kernel.bytes,
         initrd.as_deref(),
         dtb.as_deref(),
         &format!("hypstub payload: {name}"),
+        crate::fit::FitLayout::PI,
     ))
 }
 
